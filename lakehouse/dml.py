@@ -1,0 +1,210 @@
+"""Append, overwrite and delete: each builds one commit from the latest snapshot."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from lakehouse.errors import ProtocolError, SchemaError
+from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate
+from lakehouse.log.actions import Action, AddFile, Metadata
+from lakehouse.log.filelist import adds_from_files
+from lakehouse.properties import APPEND_ONLY, is_true, isolation_level, target_file_size
+from lakehouse.protocol import check_writable
+from lakehouse.schema import delta_compatible_schema, schema_to_json
+from lakehouse.skipping import may_match
+from lakehouse.snapshot import Snapshot
+from lakehouse.txn.conflicts import ReadSet
+from lakehouse.txn.transaction import Commit
+from lakehouse.write import FileWriter, conformed_batches, to_reader
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _writer(snapshot: Snapshot, schema: pa.Schema | None = None, *, target: int | None = None) -> FileWriter:
+    return FileWriter(
+        storage=snapshot.location.storage,
+        root=snapshot.location.root,
+        schema=schema or snapshot.schema,
+        partition_columns=snapshot.partition_columns,
+        configuration=snapshot.properties,
+        target_file_size=target or target_file_size(snapshot.properties),
+    )
+
+
+def _base_commit(snapshot: Snapshot, operation: str, **kwargs: Any) -> Commit:
+    return Commit(
+        storage=snapshot.location.storage, root=snapshot.location.root, table=snapshot.location.name,
+        read_version=snapshot.version, operation=operation, configuration=snapshot.properties, **kwargs)
+
+
+def _write_metrics(adds: list[AddFile], rows: int) -> dict[str, int]:
+    return {"numFiles": len(adds), "numOutputRows": rows, "numOutputBytes": sum(a.size for a in adds)}
+
+
+def _rows(adds: list[AddFile]) -> int:
+    return sum(json.loads(a.stats).get("numRecords", 0) for a in adds if a.stats)
+
+
+def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None) -> dict[str, Any]:
+    """Add rows; a blind append, so it never conflicts with other appends."""
+    location = snapshot.location
+    check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
+    writer = _writer(snapshot, target=target_file_size)
+    adds = writer.write(conformed_batches(to_reader(data), snapshot.schema, table=location.name))
+    rows = _rows(adds)
+    commit = _base_commit(
+        snapshot, "WRITE",
+        parameters={"mode": "Append", "partitionBy": list(snapshot.partition_columns)},
+        metrics=_write_metrics(adds, rows), actions=list(adds), is_blind_append=True,
+        read_set=ReadSet(isolation_level=isolation_level(snapshot.properties)),
+    )
+    try:
+        version = commit.publish()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"version": version, "num_added_files": len(adds), "num_added_rows": rows,
+            "num_added_bytes": sum(a.size for a in adds)}
+
+
+def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
+              target_file_size: int | None = None) -> dict[str, Any]:
+    """Replace all rows. ``schema_mode="overwrite"`` also replaces the schema."""
+    location = snapshot.location
+    check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
+    if is_true(snapshot.properties, APPEND_ONLY):
+        raise ProtocolError(f"table '{location.name}' is append-only ({APPEND_ONLY}=true); overwrite is not allowed")
+    reader = to_reader(data)
+    actions: list[Action] = []
+    schema = snapshot.schema
+    if schema_mode == "overwrite":
+        schema = delta_compatible_schema(reader.schema)
+        missing = [c for c in snapshot.partition_columns if c not in schema.names]
+        if missing:
+            raise SchemaError(f"table '{location.name}': the new schema lacks partition column(s) {', '.join(missing)}")
+        old = snapshot.metadata
+        actions.append(Metadata(id=old.id, schema_string=schema_to_json(schema), partition_columns=old.partition_columns,
+                                configuration=old.configuration, name=old.name, description=old.description,
+                                created_time=old.created_time))
+    elif schema_mode is not None:
+        raise SchemaError(f"schema_mode must be None or 'overwrite', got {schema_mode!r}")
+    writer = _writer(snapshot, schema, target=target_file_size)
+    adds = writer.write(conformed_batches(reader, schema, table=location.name))
+    now = _now_ms()
+    removed = adds_from_files(snapshot.files)
+    actions += [a.remove(now) for a in removed] + list(adds)
+    rows = _rows(adds)
+    commit = _base_commit(
+        snapshot, "WRITE",
+        parameters={"mode": "Overwrite", "partitionBy": list(snapshot.partition_columns)},
+        metrics=_write_metrics(adds, rows), actions=actions,
+        read_set=ReadSet(reads_whole_table=True, removed_files=frozenset(a.path for a in removed),
+                         changes_metadata=schema_mode == "overwrite",
+                         isolation_level=isolation_level(snapshot.properties)),
+    )
+    try:
+        version = commit.publish()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"version": version, "num_added_files": len(adds), "num_added_rows": rows,
+            "num_removed_files": len(removed)}
+
+
+def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[str, Any]:  # noqa: A002
+    """Delete matching rows, copy-on-write.
+
+    Only files whose partition values and stats say they may hold a match are opened; a
+    file with no matching row is left alone, a file whose rows all match is removed
+    without rewriting, the rest are rewritten without the matching rows.
+    """
+    started = time.perf_counter()
+    location = snapshot.location
+    check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
+    if is_true(snapshot.properties, APPEND_ONLY):
+        raise ProtocolError(f"table '{location.name}' is append-only ({APPEND_ONLY}=true); delete is not allowed")
+    predicate = to_predicate(filter)
+    bound = bind(predicate, snapshot.schema) if predicate is not None else None
+    files = snapshot.files
+    candidates = files.filter(may_match(files, bound, snapshot.schema, snapshot.partition_columns)) \
+        if bound is not None else files
+    partition_only = bound is None or columns_of(bound) <= set(snapshot.partition_columns)
+
+    now = _now_ms()
+    removes: list[Action] = []
+    removed_bytes = 0
+    counts = {"deleted": 0, "copied": 0}
+    scanned: list[str] = []
+    row_filter = to_arrow_expression(bound, snapshot.schema) if bound is not None else None
+
+    def kept_rows() -> Any:
+        nonlocal removed_bytes
+        for add, table in _candidate_tables(snapshot, candidates, read=not partition_only):
+            scanned.append(add.path)
+            if table is None:
+                # The file-level verdict is exact for partition predicates: every row matches.
+                hit, keep = _rows([add]), None
+            else:
+                matched = pc.fill_null(ds.dataset(table).to_table(columns={"m": row_filter}).column("m"), False)
+                hit = pc.sum(matched.cast(pa.int64())).as_py() or 0
+                keep = table.filter(pc.invert(matched)) if hit else None
+            if hit == 0:
+                continue
+            removes.append(add.remove(now))
+            removed_bytes += add.size
+            counts["deleted"] += hit
+            if keep is not None and keep.num_rows:
+                counts["copied"] += keep.num_rows
+                yield from keep.to_batches()
+
+    writer = _writer(snapshot)
+    added = writer.write(kept_rows())
+    metrics = {
+        "numRemovedFiles": len(removes), "numAddedFiles": len(added), "numDeletedRows": counts["deleted"],
+        "numCopiedRows": counts["copied"], "numAddedBytes": sum(a.size for a in added),
+        "numRemovedBytes": removed_bytes, "executionTimeMs": int((time.perf_counter() - started) * 1000),
+    }
+    commit = _base_commit(
+        snapshot, "DELETE",
+        parameters={"predicate": [_describe(predicate)] if predicate is not None else []},
+        metrics=metrics, actions=[*removes, *added],
+        read_set=ReadSet(reads_whole_table=bound is None, read_predicate=bound,
+                         read_files=frozenset(scanned),
+                         removed_files=frozenset(r.path for r in removes),  # type: ignore[union-attr]
+                         isolation_level=isolation_level(snapshot.properties),
+                         partition_columns=snapshot.partition_columns, schema=snapshot.schema),
+    )
+    try:
+        version = commit.publish()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"version": version, "num_deleted_rows": counts["deleted"], "num_removed_files": len(removes),
+            "num_added_files": len(added), "num_copied_rows": counts["copied"]}
+
+
+def _describe(predicate: Predicate | None) -> str:
+    return repr(predicate)
+
+
+def _candidate_tables(snapshot: Snapshot, candidates: pa.Table, *, read: bool) -> Any:
+    """Yield ``(add, rows)`` per candidate file; rows in the table schema, or ``None`` unread."""
+    from lakehouse.scan import Scan
+
+    adds = adds_from_files(candidates)
+    if not read:
+        for add in adds:
+            yield add, None
+        return
+    fragments = Scan(snapshot).fragments(candidates)
+    for add, fragment in zip(adds, fragments):
+        dataset = ds.FileSystemDataset([fragment], snapshot.schema, ds.ParquetFileFormat())
+        yield add, dataset.to_table()

@@ -1,0 +1,122 @@
+"""Every error lakehouse raises on purpose.
+
+All errors derive from :class:`LakehouseError`, so callers (and the CLI) can catch one
+class and print one line. Messages are lowercase, name the object involved (table, file,
+column, version) and say what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class LakehouseError(Exception):
+    """Root of every error raised deliberately by lakehouse and its engine."""
+
+
+class LakehouseWarning(UserWarning):
+    """Root of every warning lakehouse emits (e.g. a checkpoint that could not be written)."""
+
+
+# --- tables, versions, tags -------------------------------------------------------------
+
+
+class TableNotFoundError(LakehouseError):
+    """No Delta table (no ``_delta_log`` with a commit) at the given location."""
+
+
+class TableAlreadyExistsError(LakehouseError):
+    """``create_table`` was asked to create a table where one already exists."""
+
+
+class VersionNotFoundError(LakehouseError):
+    """A requested version or timestamp lies outside the versions the log can rebuild."""
+
+
+class TagNotFoundError(LakehouseError):
+    """A named tag does not exist on the table."""
+
+
+# --- protocol and log -------------------------------------------------------------------
+
+
+class ProtocolError(LakehouseError):
+    """The table's log breaks or exceeds what the Delta protocol (as we support it) allows."""
+
+
+class UnsupportedFeatureError(ProtocolError):
+    """The table needs a reader/writer feature this version of lakehouse does not implement."""
+
+
+class CorruptLogError(ProtocolError):
+    """A commit or checkpoint is missing, truncated, or holds something that is not valid."""
+
+
+class UnsafePathError(CorruptLogError):
+    """A path in the log would resolve outside the table root (``..``, control chars, ...)."""
+
+
+# --- schema and input -------------------------------------------------------------------
+
+
+class SchemaError(LakehouseError):
+    """Data or a schema does not fit the table's schema or the Delta type system."""
+
+
+class ColumnNotFoundError(SchemaError):
+    """A column named by the caller does not exist in the table."""
+
+
+class InvalidFilterError(LakehouseError):
+    """A filter (predicate object or string) cannot be parsed or bound to the table."""
+
+
+# --- commits ----------------------------------------------------------------------------
+
+
+class CommitError(LakehouseError):
+    """A commit could not be published (e.g. retries exhausted under heavy contention)."""
+
+
+class CommitConflictError(CommitError):
+    """A concurrent commit made this one invalid under the table's isolation level.
+
+    ``kind`` names the conflict (``concurrent_append``, ``concurrent_delete_read``,
+    ``concurrent_delete_delete``, ``metadata_changed``, ``protocol_changed``,
+    ``concurrent_transaction``); ``winning_version`` is the version that caused it.
+    """
+
+    def __init__(self, message: str, *, kind: str, winning_version: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.winning_version = winning_version
+
+
+# --- environment ------------------------------------------------------------------------
+
+
+class StorageError(LakehouseError):
+    """The storage backend failed (permissions, network, unsupported URL scheme...)."""
+
+
+class MissingDependencyError(LakehouseError):
+    """An optional dependency is needed for this call; the message names the pip extra."""
+
+
+__all__ = [
+    "ColumnNotFoundError",
+    "CommitConflictError",
+    "CommitError",
+    "CorruptLogError",
+    "InvalidFilterError",
+    "LakehouseError",
+    "LakehouseWarning",
+    "MissingDependencyError",
+    "ProtocolError",
+    "SchemaError",
+    "StorageError",
+    "TableAlreadyExistsError",
+    "TableNotFoundError",
+    "TagNotFoundError",
+    "UnsafePathError",
+    "UnsupportedFeatureError",
+    "VersionNotFoundError",
+]

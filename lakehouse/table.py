@@ -1,0 +1,235 @@
+"""The ``Table`` handle and the functions that create and open tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from lakehouse import dml
+from lakehouse.errors import (
+    LakehouseError, SchemaError, TableAlreadyExistsError, TableNotFoundError, VersionNotFoundError,
+)
+from lakehouse.expressions import Predicate
+from lakehouse.location import TableLocation
+from lakehouse.log.actions import CommitInfo, Metadata
+from lakehouse.log.replay import read_commits, replay
+from lakehouse.log.segment import LogListing, list_log
+from lakehouse.properties import validate as validate_properties
+from lakehouse.protocol import check_readable, default_protocol
+from lakehouse.schema import delta_compatible_schema, schema_to_json
+from lakehouse.snapshot import Snapshot
+from lakehouse.txn.conflicts import ReadSet
+from lakehouse.txn.transaction import Commit
+
+
+def _timestamp_ms(value: dt.datetime | dt.date | str | int | float) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise VersionNotFoundError(
+                f"cannot read {value!r} as a timestamp; use ISO form such as '2026-11-01 10:00:00'") from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)  # naive times are UTC, like TIMESTAMP columns
+    return int(value.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Table:
+    """A Delta table at a location. Holds no version: each call reads the log afresh.
+
+    Reads go through :meth:`snapshot`; each write (:meth:`append`, :meth:`overwrite`,
+    :meth:`delete`) creates exactly one new version and returns a metrics dict.
+    """
+
+    def __init__(self, location: TableLocation) -> None:
+        self._location = location
+
+    # --- identity -----------------------------------------------------------------------
+
+    @property
+    def location(self) -> TableLocation:
+        return self._location
+
+    @property
+    def name(self) -> str:
+        return self._location.name
+
+    @property
+    def uri(self) -> str:
+        return self._location.url
+
+    def __repr__(self) -> str:
+        return f"Table({self.uri!r})"
+
+    # --- reading the log ----------------------------------------------------------------
+
+    def _listing(self) -> LogListing:
+        return list_log(self._location.storage, self._location.root, table=self.name)
+
+    def version(self) -> int:
+        """The latest committed version."""
+        return self._listing().latest_version
+
+    def snapshot(self, version: int | None = None, *,
+                 timestamp: dt.datetime | dt.date | str | int | None = None) -> Snapshot:
+        """The table as of ``version``, or as of ``timestamp`` (newest commit at or before it).
+
+        Without arguments, the latest version. Timestamps are commit times: the commit
+        file's modification time, made strictly increasing across versions.
+        """
+        if version is not None and timestamp is not None:
+            raise LakehouseError("pass either version= or timestamp=, not both")
+        listing = self._listing()
+        times = listing.commit_timestamps()
+        if timestamp is not None:
+            version = self._version_at(listing, times, _timestamp_ms(timestamp), timestamp)
+        elif version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise VersionNotFoundError(f"version must be an integer, got {version!r}")
+        state = replay(self._location.storage, listing, version, table=self.name)
+        check_readable(state.protocol, table=self.name)
+        ts = times.get(state.version)
+        if ts is None:  # commit cleaned up; only its checkpoint remains
+            ts = listing.checkpoints[state.version][0].modified_ms
+        return Snapshot(self._location, state.version, ts, state)
+
+    def _version_at(self, listing: LogListing, times: dict[int, int], target: int, shown: Any) -> int:
+        earliest = listing.earliest_version
+        available = {v: t for v, t in times.items() if v >= earliest}
+        if not available:
+            raise VersionNotFoundError(f"table '{self.name}' has no commit files left to time-travel by timestamp")
+        first_version = min(available)
+        if target < available[first_version]:
+            raise VersionNotFoundError(
+                f"table '{self.name}' has no version at {shown}: the earliest available commit is version "
+                f"{first_version} at {_iso(available[first_version])}; commits run to version {max(available)} "
+                f"at {_iso(available[max(available)])}")
+        now = int(time.time() * 1000)
+        if target > now + 1000:
+            raise VersionNotFoundError(
+                f"table '{self.name}': timestamp {shown} is in the future; the latest commit is version "
+                f"{max(available)} at {_iso(available[max(available)])}")
+        return max(v for v, t in available.items() if t <= target)
+
+    def schema(self) -> pa.Schema:
+        """The latest schema, in Arrow types."""
+        return self.snapshot().schema
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits newest first: version, timestamp (ms), operation, parameters, metrics..."""
+        listing = self._listing()
+        versions = sorted(listing.commits, reverse=True)
+        if limit is not None:
+            versions = versions[: max(0, limit)]
+        times = listing.commit_timestamps()
+        storage = self._location.storage
+        commits = read_commits(storage, [listing.commits[v] for v in versions], table=self.name)
+        out = []
+        for version, actions in zip(versions, commits):
+            info = next((a for a in actions if isinstance(a, CommitInfo)), CommitInfo({}))
+            entry: dict[str, Any] = {"version": version, "timestamp": times[version]}
+            entry.update({k: v for k, v in info.values.items() if k != "timestamp"})
+            entry.setdefault("operation", None)
+            entry["commitTimestamp"] = info.timestamp
+            out.append(entry)
+        return out
+
+    def scan(self, columns: list[str] | None = None, filter: Predicate | str | None = None) -> Any:  # noqa: A002
+        """Shortcut for ``table.snapshot().scan(...)`` on the latest version."""
+        return self.snapshot().scan(columns=columns, filter=filter)
+
+    def to_arrow(self, columns: list[str] | None = None, filter: Predicate | str | None = None) -> pa.Table:  # noqa: A002
+        return self.snapshot().to_arrow(columns=columns, filter=filter)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def append(self, data: Any, *, target_file_size: int | None = None) -> dict[str, Any]:
+        """Add rows (pyarrow Table/RecordBatchReader, pandas or polars DataFrame)."""
+        return dml.append(self.snapshot(), data, target_file_size=target_file_size)
+
+    def overwrite(self, data: Any, *, schema_mode: str | None = None,
+                  target_file_size: int | None = None) -> dict[str, Any]:
+        """Replace every row; ``schema_mode="overwrite"`` replaces the schema too."""
+        return dml.overwrite(self.snapshot(), data, schema_mode=schema_mode, target_file_size=target_file_size)
+
+    def delete(self, filter: Predicate | str | None = None) -> dict[str, Any]:  # noqa: A002
+        """Delete rows matching ``filter`` (all rows when ``None``), rewriting only affected files."""
+        return dml.delete(self.snapshot(), filter)
+
+
+def _schema_of(schema: Any) -> pa.Schema:
+    if isinstance(schema, pa.Schema):
+        return schema
+    if isinstance(schema, (list, tuple)):
+        try:
+            return pa.schema(schema)
+        except (TypeError, pa.ArrowInvalid) as exc:
+            raise SchemaError(f"cannot build a schema from {schema!r}: {exc}") from None
+    if hasattr(schema, "schema") and isinstance(schema.schema, pa.Schema):
+        return schema.schema  # a pyarrow Table or RecordBatch: take its schema
+    raise SchemaError(f"schema must be a pyarrow.Schema or a list of (name, type) pairs, got {type(schema).__name__}")
+
+
+def create_table(location: str, schema: pa.Schema | Sequence[tuple[str, pa.DataType]], *,
+                 partition_by: Sequence[str] = (), properties: Mapping[str, str] | None = None,
+                 name: str | None = None, description: str | None = None,
+                 storage_options: Mapping[str, Any] | None = None, exist_ok: bool = False) -> Table:
+    """Create an empty Delta table (version 0) at ``location`` and return it.
+
+    ``location`` is a folder path or an fsspec URL (``s3://bucket/t``, ``memory://t``);
+    ``storage_options`` reach the storage client (endpoint, keys, region) and are never
+    logged. Raises ``TableAlreadyExistsError`` unless ``exist_ok``.
+    """
+    loc = TableLocation.of(location, storage_options=storage_options)
+    table = Table(loc)
+    try:
+        table.version()
+    except TableNotFoundError:
+        pass
+    else:
+        if exist_ok:
+            return table
+        raise TableAlreadyExistsError(f"a table already exists at '{loc.url}'; open it with open_table")
+    arrow_schema = delta_compatible_schema(_schema_of(schema))
+    for column in partition_by:
+        if column not in arrow_schema.names:
+            raise SchemaError(f"partition column '{column}' is not in the schema ({', '.join(arrow_schema.names)})")
+        dtype = arrow_schema.field(column).type
+        if pa.types.is_nested(dtype) or pa.types.is_floating(dtype):
+            raise SchemaError(f"column '{column}' has type {dtype}, which cannot be a partition column")
+    if len(partition_by) and len(partition_by) == len(arrow_schema):
+        raise SchemaError("every column is a partition column; a table needs at least one data column")
+    configuration = {str(k): str(v) for k, v in (properties or {}).items()}
+    validate_properties(configuration)
+    metadata = Metadata(id=str(uuid.uuid4()), schema_string=schema_to_json(arrow_schema),
+                        partition_columns=tuple(partition_by), configuration=configuration, name=name,
+                        description=description, created_time=int(time.time() * 1000))
+    protocol = default_protocol(configuration)
+    Commit(storage=loc.storage, root=loc.root, table=loc.name, read_version=None, operation="CREATE TABLE",
+           parameters={"partitionBy": list(partition_by), "description": description or "",
+                       "properties": configuration},
+           actions=[protocol, metadata], read_set=ReadSet(), configuration=configuration).publish()
+    return table
+
+
+def open_table(location: str, *, storage_options: Mapping[str, Any] | None = None,
+               allowed_roots: Sequence[str] = ()) -> Table:
+    """Open the Delta table at ``location``; raises ``TableNotFoundError`` if there is none.
+
+    ``allowed_roots`` lists outside locations (URLs) whose files the log may reference by
+    absolute URI, e.g. the source of a shallow clone. Nothing else outside is ever read.
+    """
+    table = Table(TableLocation.of(location, storage_options=storage_options, allowed_roots=tuple(allowed_roots)))
+    table.version()  # raises TableNotFoundError with the location
+    return table
