@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from lakehouse.errors import ProtocolError, SchemaError
-from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate
+from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate, to_sql
 from lakehouse.log.actions import Action, AddFile, Metadata
 from lakehouse.log.filelist import adds_from_files
 from lakehouse.properties import APPEND_ONLY, is_true, isolation_level, target_file_size
@@ -174,7 +174,7 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[st
     }
     commit = _base_commit(
         snapshot, "DELETE",
-        parameters={"predicate": [_describe(predicate)] if predicate is not None else []},
+        parameters={"predicate": [to_sql(predicate)] if predicate is not None else []},
         metrics=metrics, actions=[*removes, *added],
         read_set=ReadSet(reads_whole_table=bound is None, read_predicate=bound,
                          read_files=frozenset(scanned),
@@ -189,10 +189,6 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[st
         raise
     return {"version": version, "num_deleted_rows": counts["deleted"], "num_removed_files": len(removes),
             "num_added_files": len(added), "num_copied_rows": counts["copied"]}
-
-
-def _describe(predicate: Predicate | None) -> str:
-    return repr(predicate)
 
 
 def _candidate_tables(snapshot: Snapshot, candidates: pa.Table, *, read: bool) -> Any:

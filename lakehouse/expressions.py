@@ -239,6 +239,46 @@ def to_predicate(value: Predicate | str | None) -> Predicate | None:
     raise InvalidFilterError(f"a filter must be a string or a lakehouse.expressions predicate, got {type(value).__name__}")
 
 
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, bytes):
+        return "'" + value.decode("utf-8", "replace").replace("'", "''") + "'"
+    return str(value)
+
+
+def _sql_column(name: str) -> str:
+    return ".".join(part if part.isidentifier() else '"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def to_sql(predicate: Predicate) -> str:
+    """SQL text for a predicate (for commitInfo and messages); ``parse_filter`` reads it back."""
+    if isinstance(predicate, Comparison):
+        return f"{_sql_column(predicate.column)} {predicate.op} {_sql_literal(predicate.value)}"
+    if isinstance(predicate, In):
+        return f"{_sql_column(predicate.column)} IN ({', '.join(_sql_literal(v) for v in predicate.values)})"
+    if isinstance(predicate, IsNull):
+        return f"{_sql_column(predicate.column)} IS NULL"
+    if isinstance(predicate, Like):
+        keyword = "ILIKE" if predicate.case_insensitive else "LIKE"
+        return f"{_sql_column(predicate.column)} {keyword} {_sql_literal(predicate.pattern)}"
+    if isinstance(predicate, And):
+        return " AND ".join(f"({to_sql(c)})" for c in predicate.children)
+    if isinstance(predicate, Or):
+        return " OR ".join(f"({to_sql(c)})" for c in predicate.children)
+    if isinstance(predicate, Not):
+        return f"NOT ({to_sql(predicate.child)})"
+    if isinstance(predicate, Always):
+        return "true" if predicate.value else "false"
+    raise InvalidFilterError(f"not a predicate: {predicate!r}")
+
+
 # --- binding ---------------------------------------------------------------------------
 
 

@@ -90,7 +90,7 @@ class FileWriter:
         try:
             for batch in batches:
                 for key, values, part in self._split(batch):
-                    for chunk in _chunks(part):
+                    for chunk in _chunks(part, self.target_file_size):
                         self._write_chunk(key, values, chunk)
             for key in list(self._open):
                 self._close(key)
@@ -122,7 +122,7 @@ class FileWriter:
             yield (), {}, batch
             return
         table = pa.Table.from_batches([batch])
-        order = pc.sort_indices(table, [(c, "ascending") for c in self.partition_columns], null_placement="at_end")
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end") for c in self.partition_columns])
         table = table.take(order)
         groups = table.group_by(list(self.partition_columns), use_threads=False).aggregate([([], "count_all")])
         offset = 0
@@ -175,9 +175,16 @@ class FileWriter:
         ))
 
 
-def _chunks(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    for offset in range(0, batch.num_rows, _MAX_CHUNK_ROWS):
-        yield batch.slice(offset, _MAX_CHUNK_ROWS)
+def _chunks(batch: pa.RecordBatch, target_file_size: int) -> Iterator[pa.RecordBatch]:
+    """Slices small enough that a file is closed close to the target size.
+
+    A file is closed after the first chunk that takes it past the target, so each chunk
+    holds at most about a target's worth of (uncompressed) data.
+    """
+    bytes_per_row = max(1, batch.nbytes // max(1, batch.num_rows))
+    rows = max(1, min(_MAX_CHUNK_ROWS, target_file_size // bytes_per_row))
+    for offset in range(0, batch.num_rows, rows):
+        yield batch.slice(offset, rows)
 
 
 def require(module: str, extra: str) -> Any:
