@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 from typing import Any
 
 import pyarrow as pa
@@ -71,8 +70,3 @@ def parse_partition_values(strings: pa.Array, dtype: pa.DataType, *, column: str
 def partition_scalar(text: str | None, dtype: pa.DataType, *, column: str) -> pa.Scalar:
     """One typed partition value as an Arrow scalar."""
     return parse_partition_values(pa.array([text], pa.string()), dtype, column=column)[0]
-
-
-def python_partition_value(text: str | None, dtype: pa.DataType, *, column: str) -> Any:
-    value = partition_scalar(text, dtype, column=column).as_py()
-    return value if not isinstance(value, decimal.Decimal) else value

@@ -19,9 +19,11 @@ LEGACY_WRITER_LIMIT = 4
 
 
 def default_protocol(configuration: Mapping[str, str]) -> Protocol:
-    """(1, 2) for plain tables; (1, 4) once change data feed is on (design §3)."""
+    """(1, 2) for plain tables; (1, 4) once change data feed or CHECK constraints are on (design §3)."""
     cdf = str(configuration.get("delta.enableChangeDataFeed", "false")).lower() == "true"
-    return Protocol(1, 4 if cdf else 2)
+    # CHECK constraints need writer 3; at writer 2 other engines would ignore them.
+    checks = any(key.startswith("delta.constraints.") for key in configuration)
+    return Protocol(1, 4 if cdf or checks else 2)
 
 
 def check_readable(protocol: Protocol, *, table: str) -> None:

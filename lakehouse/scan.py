@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 
 from lakehouse.errors import ColumnNotFoundError, CorruptLogError
 from lakehouse.expressions import Predicate, bind, to_arrow_expression, to_predicate
+from lakehouse.optional import require
 from lakehouse.partitions import partition_scalar
 from lakehouse.skipping import may_match
 
@@ -127,14 +128,10 @@ class Scan:
         return self._scanner(batch_size).to_reader()
 
     def to_pandas(self) -> Any:
-        from lakehouse.write import require
-
         require("pandas", "pandas")
         return self.to_arrow().to_pandas()
 
     def to_polars(self) -> Any:
-        from lakehouse.write import require
-
         polars = require("polars", "polars")
         return polars.from_arrow(self.to_arrow())
 

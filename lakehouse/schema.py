@@ -70,18 +70,24 @@ def _type_from_delta(dtype: Any, where: str) -> pa.DataType:
         if kind == "struct":
             return pa.struct(_fields_from_delta(dtype.get("fields", []), where))
         if kind == "array":
-            element = pa.field("element", _type_from_delta(dtype["elementType"], where), dtype.get("containsNull", True))
+            # .get: a missing key is reported as an unrecognised type, not a KeyError.
+            element = pa.field("element", _type_from_delta(dtype.get("elementType"), where), dtype.get("containsNull", True))
             return pa.list_(element)
         if kind == "map":
-            key = _type_from_delta(dtype["keyType"], where)
-            value = pa.field("value", _type_from_delta(dtype["valueType"], where), dtype.get("valueContainsNull", True))
+            key = _type_from_delta(dtype.get("keyType"), where)
+            value = pa.field("value", _type_from_delta(dtype.get("valueType"), where), dtype.get("valueContainsNull", True))
             return pa.map_(pa.field("key", key, False), value)
     raise SchemaError(f"{where}: unrecognised type description {json.dumps(dtype)[:200]}")
 
 
 def _fields_from_delta(fields: list[dict[str, Any]], where: str) -> list[pa.Field]:
     out = []
+    if not isinstance(fields, list):
+        raise SchemaError(f"{where}: struct 'fields' must be a list, got {json.dumps(fields)[:200]}")
     for f in fields:
+        # The schema string comes from the log (untrusted): report malformed fields clearly.
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or "type" not in f:
+            raise SchemaError(f"{where}: a schema field needs a 'name' and a 'type', got {json.dumps(f)[:200]}")
         meta = f.get("metadata") or {}
         arrow_meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
         out.append(pa.field(f["name"], _type_from_delta(f["type"], f"{where} column '{f['name']}'"),
@@ -214,9 +220,12 @@ _WIDENING = {
 }
 
 
-def _fits(source: pa.DataType, target: pa.DataType) -> bool:
-    """Can values of ``source`` be stored as ``target`` without loss?"""
-    source = delta_compatible_type(source, "")
+def _fits(source: pa.DataType, target: pa.DataType, where: str = "") -> bool:
+    """Can values of ``source`` be stored as ``target`` without loss?
+
+    ``where`` prefixes the error for types Delta cannot hold at all (null, uint64...).
+    """
+    source = delta_compatible_type(source, where)
     if source == target or (source, target) in _WIDENING:
         return True
     if pa.types.is_timestamp(source) and pa.types.is_timestamp(target):
@@ -262,7 +271,7 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema, *, table: str) -> pa
             continue
         column = batch.column(by_name[f.name])
         if column.type != f.type:
-            if not _fits(column.type, f.type):
+            if not _fits(column.type, f.type, f"table '{table}': column '{f.name}' expects {_describe(f.type)}"):
                 raise SchemaError(
                     f"table '{table}': column '{f.name}' expects {_describe(f.type)}, got {_describe(column.type)}; "
                     "cast the data or change the table's schema")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lakehouse.errors import MissingDependencyError, SchemaError
+from lakehouse.errors import SchemaError
 from lakehouse.log.actions import AddFile
 from lakehouse.log.paths import encode_relative_path, partition_dir
 from lakehouse.partitions import serialize_partition_value
@@ -110,8 +111,6 @@ class FileWriter:
             self.storage.delete(self.storage.join(self.root, state.relative))
             del self._open[key]
         for add in self._done:
-            from urllib.parse import unquote
-
             self.storage.delete(self.storage.join(self.root, unquote(add.path)))
         self._done.clear()
 
@@ -185,13 +184,3 @@ def _chunks(batch: pa.RecordBatch, target_file_size: int) -> Iterator[pa.RecordB
     rows = max(1, min(_MAX_CHUNK_ROWS, target_file_size // bytes_per_row))
     for offset in range(0, batch.num_rows, rows):
         yield batch.slice(offset, rows)
-
-
-def require(module: str, extra: str) -> Any:
-    """Import an optional dependency or raise ``MissingDependencyError`` naming the extra."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(f"this needs the optional package '{module}': pip install 'lakehouse[{extra}]'") from None
