@@ -1,1 +1,6 @@
-"""The lakehouse SQL engine (planned in issue 3). Today it hosts the ``lakehouse`` CLI."""
+"""The lakehouse SQL engine: ``engine.connect(warehouse).sql(query)``."""
+
+from engine.config import Config
+from engine.session import Result, Session, connect
+
+__all__ = ["Config", "Result", "Session", "connect"]

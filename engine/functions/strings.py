@@ -1,0 +1,216 @@
+"""String functions (DuckDB semantics where they differ from plain Arrow)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import PlanError
+from engine.functions.registry import Value, register
+from engine.types import is_string, type_name
+
+
+def _strings(*positions: int, result: pa.DataType = pa.string(), extra: pa.DataType = pa.int64()):
+    """Signature: the given argument positions are text, the others ``extra`` (int by default)."""
+    def signature(types: Sequence[pa.DataType], name: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
+        targets: list[pa.DataType | None] = []
+        for i, t in enumerate(types):
+            want = pa.string() if i in positions else extra
+            if want == pa.string() and not (is_string(t) or pa.types.is_null(t)):
+                raise PlanError(f"{name}() needs text for argument {i + 1}, got {type_name(t)}")
+            targets.append(want)
+        return targets, result
+    return signature
+
+
+def _scalar_int(value: Value) -> int | None:
+    return value.as_py() if isinstance(value, pa.Scalar) else None
+
+
+@register("upper", _strings(0), min_args=1, max_args=1, aliases=("ucase",))
+def upper(text: Value, *, result: pa.DataType) -> Value:
+    return pc.utf8_upper(text)
+
+
+@register("lower", _strings(0), min_args=1, max_args=1, aliases=("lcase",))
+def lower(text: Value, *, result: pa.DataType) -> Value:
+    return pc.utf8_lower(text)
+
+
+@register("length", _strings(0, result=pa.int64()), min_args=1, max_args=1,
+          aliases=("char_length", "character_length", "len", "strlen"))
+def length(text: Value, *, result: pa.DataType) -> Value:
+    return pc.utf8_length(text).cast(pa.int64())
+
+
+@register("trim", _strings(0, 1), min_args=1, max_args=2, aliases=("btrim",))
+def trim(text: Value, chars: Value | None = None, *, result: pa.DataType) -> Value:
+    return pc.utf8_trim(text, " " if chars is None else chars.as_py())
+
+
+@register("ltrim", _strings(0, 1), min_args=1, max_args=2)
+def ltrim(text: Value, chars: Value | None = None, *, result: pa.DataType) -> Value:
+    return pc.utf8_ltrim(text, " " if chars is None else chars.as_py())
+
+
+@register("rtrim", _strings(0, 1), min_args=1, max_args=2)
+def rtrim(text: Value, chars: Value | None = None, *, result: pa.DataType) -> Value:
+    return pc.utf8_rtrim(text, " " if chars is None else chars.as_py())
+
+
+@register("replace", _strings(0, 1, 2), min_args=3, max_args=3)
+def replace(text: Value, old: Value, new: Value, *, result: pa.DataType) -> Value:
+    return pc.replace_substring(text, old.as_py(), new.as_py())
+
+
+@register("reverse", _strings(0), min_args=1, max_args=1)
+def reverse(text: Value, *, result: pa.DataType) -> Value:
+    return pc.utf8_reverse(text)
+
+
+@register("starts_with", _strings(0, 1, result=pa.bool_()), min_args=2, max_args=2, aliases=("prefix",))
+def starts_with(text: Value, prefix: Value, *, result: pa.DataType) -> Value:
+    return pc.starts_with(text, prefix.as_py())
+
+
+@register("ends_with", _strings(0, 1, result=pa.bool_()), min_args=2, max_args=2, aliases=("suffix",))
+def ends_with(text: Value, suffix: Value, *, result: pa.DataType) -> Value:
+    return pc.ends_with(text, suffix.as_py())
+
+
+@register("contains", _strings(0, 1, result=pa.bool_()), min_args=2, max_args=2)
+def contains(text: Value, needle: Value, *, result: pa.DataType) -> Value:
+    return pc.match_substring(text, needle.as_py())
+
+
+@register("strpos", _strings(0, 1, result=pa.int64()), min_args=2, max_args=2, aliases=("instr", "position"))
+def strpos(text: Value, needle: Value, *, result: pa.DataType) -> Value:
+    return pc.add(pc.find_substring(text, needle.as_py()), 1).cast(pa.int64())
+
+
+@register("substring", _strings(0), min_args=2, max_args=3, aliases=("substr",))
+def substring(text: Value, start: Value, count: Value | None = None, *, result: pa.DataType) -> Value:
+    """SQL SUBSTRING: 1-based; a start before 1 eats into the count (DuckDB)."""
+    first, n = _scalar_int(start), _scalar_int(count) if count is not None else None
+    if first is None or (count is not None and n is None):
+        return _substring_rows(text, start, count)
+    if first > 0:
+        begin = first - 1
+    elif first == 0:
+        begin = 0
+        n = None if n is None else max(0, n - 1)
+    else:
+        begin = first  # negative: from the end
+    stop = None if n is None else (begin + n if begin >= 0 or begin + n < 0 else None)
+    if n is not None and begin < 0 and begin + n >= 0:
+        stop = None
+    return pc.utf8_slice_codeunits(text, begin, stop) if stop is not None else pc.utf8_slice_codeunits(text, begin)
+
+
+def _substring_rows(text: Value, start: Value, count: Value | None) -> Value:
+    texts = text.to_pylist() if not isinstance(text, pa.Scalar) else None
+    n = len(texts) if texts is not None else len(start)
+    texts = texts or [text.as_py()] * n
+    starts = start.to_pylist() if not isinstance(start, pa.Scalar) else [start.as_py()] * n
+    counts = ([None] * n if count is None else
+              count.to_pylist() if not isinstance(count, pa.Scalar) else [count.as_py()] * n)
+    out = []
+    for t, s, c in zip(texts, starts, counts):
+        if t is None or s is None or (count is not None and c is None):
+            out.append(None)
+            continue
+        begin = s - 1 if s > 0 else (0 if s == 0 else len(t) + s)
+        stop = len(t) if c is None else (s - 1 + c if s > 0 else (c - 1 if s == 0 else begin + c))
+        out.append(t[max(0, begin):max(0, stop)])
+    return pa.array(out, pa.string())
+
+
+@register("left", _strings(0), min_args=2, max_args=2)
+def left(text: Value, count: Value, *, result: pa.DataType) -> Value:
+    return pc.utf8_slice_codeunits(text, 0, max(0, count.as_py()))
+
+
+@register("right", _strings(0), min_args=2, max_args=2)
+def right(text: Value, count: Value, *, result: pa.DataType) -> Value:
+    n = count.as_py()
+    return pc.utf8_slice_codeunits(text, -n) if n > 0 else pc.utf8_slice_codeunits(text, 0, 0)
+
+
+def _concat_signature(types: Sequence[pa.DataType], name: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
+    return [pa.string()] * len(types), pa.string()
+
+
+@register("concat_op", _concat_signature, min_args=2, max_args=2)
+def concat_op(left_text: Value, right_text: Value, *, result: pa.DataType) -> Value:
+    """``a || b``: NULL if either side is NULL."""
+    return pc.binary_join_element_wise(left_text, right_text, "")
+
+
+@register("concat", _concat_signature, min_args=1, null_propagating=False)
+def concat(*texts: Value, result: pa.DataType) -> Value:
+    """``concat(a, b, ...)``: NULL arguments are skipped."""
+    return pc.binary_join_element_wise(*texts, "", null_handling="replace", null_replacement="")
+
+
+@register("split_part", _strings(0, 1), min_args=3, max_args=3)
+def split_part(text: Value, delimiter: Value, index: Value, *, result: pa.DataType) -> Value:
+    parts = pc.split_pattern(text, delimiter.as_py())
+    i = index.as_py()
+    lengths = pc.list_value_length(parts)
+    pos = (i - 1) if i > 0 else None
+    if pos is None:
+        pos_array = pc.add(lengths, i)
+    else:
+        pos_array = pc.if_else(pc.greater(lengths, pos), pos, -1) if not isinstance(lengths, pa.Scalar) else None
+    if isinstance(parts, pa.Scalar):
+        items = parts.as_py()
+        if items is None:
+            return pa.scalar(None, pa.string())
+        k = i - 1 if i > 0 else len(items) + i
+        return pa.scalar(items[k] if 0 <= k < len(items) else "", pa.string())
+    valid = pc.and_(pc.greater_equal(pos_array, 0), pc.less(pos_array, lengths))
+    flat = pc.list_flatten(parts)
+    offsets = parts.offsets if isinstance(parts, pa.ListArray) else pa.concat_arrays(
+        [c.offsets for c in parts.chunks])
+    starts = pa.array(offsets.to_numpy()[:-1])
+    index_array = pc.add(starts, pc.fill_null(pc.if_else(valid, pos_array, 0), 0))
+    picked = pc.take(flat, pc.if_else(valid, index_array, pa.scalar(None, pa.int64())))
+    return pc.if_else(pc.is_null(text), pa.scalar(None, pa.string()), pc.fill_null(picked, ""))
+
+
+def _like_signature(types: Sequence[pa.DataType], name: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
+    return _strings(0, 1, result=pa.bool_())(types, name)
+
+
+@register("like", _like_signature, min_args=2, max_args=2)
+def like(text: Value, pattern: Value, *, result: pa.DataType) -> Value:
+    return pc.match_like(text, pattern.as_py())
+
+
+@register("ilike", _like_signature, min_args=2, max_args=2)
+def ilike(text: Value, pattern: Value, *, result: pa.DataType) -> Value:
+    return pc.match_like(text, pattern.as_py(), ignore_case=True)
+
+
+@register("regexp_matches", _like_signature, min_args=2, max_args=2)
+def regexp_matches(text: Value, pattern: Value, *, result: pa.DataType) -> Value:
+    return pc.match_substring_regex(text, pattern.as_py())
+
+
+@register("lpad", _strings(0, 2), min_args=3, max_args=3)
+def lpad(text: Value, width: Value, fill: Value, *, result: pa.DataType) -> Value:
+    n = width.as_py()
+    return pc.utf8_slice_codeunits(pc.utf8_lpad(text, n, fill.as_py()), 0, n)
+
+
+@register("rpad", _strings(0, 2), min_args=3, max_args=3)
+def rpad(text: Value, width: Value, fill: Value, *, result: pa.DataType) -> Value:
+    n = width.as_py()
+    return pc.utf8_slice_codeunits(pc.utf8_rpad(text, n, fill.as_py()), 0, n)
+
+
+@register("repeat", _strings(0), min_args=2, max_args=2)
+def repeat(text: Value, count: Value, *, result: pa.DataType) -> Value:
+    return pc.binary_repeat(text, count)

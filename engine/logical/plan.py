@@ -1,0 +1,306 @@
+"""Logical plan nodes: a tree of frozen dataclasses, each knowing its output fields.
+
+Optimizer rules are functions plan -> plan that rebuild nodes with ``dataclasses.replace``
+or :meth:`Plan.with_inputs`; nothing is mutated in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from engine.logical.expr import AggregateCall, Expr, Field, SortKey, WindowCall
+
+if TYPE_CHECKING:
+    from engine.datasource.base import TableSource
+
+
+class Plan:
+    """Base of logical plan nodes."""
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        raise NotImplementedError
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return ()
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return self
+
+    def expressions(self) -> tuple[Expr, ...]:
+        """Every scalar expression this node evaluates (for rules that inspect them)."""
+        return ()
+
+    def field_ids(self) -> set[int]:
+        return {f.id for f in self.fields}
+
+
+@dataclass(frozen=True)
+class Scan(Plan):
+    """Read columns of a table source; ``filters`` were pushed into the source."""
+
+    source: TableSource = field(compare=False)
+    table: str
+    columns: tuple[str, ...]
+    output: tuple[Field, ...]
+    filters: tuple[Expr, ...] = ()
+    limit: int | None = None
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.output
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return self.filters
+
+    def column_of(self) -> dict[int, str]:
+        return {f.id: c for f, c in zip(self.output, self.columns)}
+
+
+@dataclass(frozen=True)
+class Values(Plan):
+    """Literal rows (also the one empty row of ``SELECT`` without ``FROM``)."""
+
+    output: tuple[Field, ...]
+    rows: tuple[tuple[Expr, ...], ...]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.output
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return tuple(e for row in self.rows for e in row)
+
+
+@dataclass(frozen=True)
+class Filter(Plan):
+    input: Plan
+    predicate: Expr
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.input.fields
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return (self.predicate,)
+
+
+@dataclass(frozen=True)
+class Project(Plan):
+    input: Plan
+    exprs: tuple[Expr, ...]
+    output: tuple[Field, ...]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.output
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return self.exprs
+
+
+@dataclass(frozen=True)
+class Aggregate(Plan):
+    """Group by ``groups`` and compute ``aggregates``; outputs group fields then aggregate fields."""
+
+    input: Plan
+    groups: tuple[Expr, ...]
+    aggregates: tuple[AggregateCall, ...]
+    output: tuple[Field, ...]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.output
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return self.groups + self.aggregates
+
+
+JOIN_KINDS = ("inner", "left", "right", "full", "cross", "semi", "anti", "mark")
+
+
+@dataclass(frozen=True)
+class Join(Plan):
+    """Join two inputs.
+
+    ``semi``/``anti`` output only the left fields; ``mark`` outputs the left fields plus
+    ``mark`` (a boolean: does a matching right row exist?). ``null_aware`` makes an anti
+    join follow ``NOT IN`` semantics (a NULL on either side means "unknown", never kept).
+    """
+
+    left: Plan
+    right: Plan
+    kind: str
+    condition: Expr | None = None
+    mark: Field | None = None
+    null_aware: bool = False
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        if self.kind in ("semi", "anti"):
+            return self.left.fields
+        if self.kind == "mark":
+            assert self.mark is not None
+            return self.left.fields + (self.mark,)
+        left, right = self.left.fields, self.right.fields
+        if self.kind in ("right", "full"):
+            left = tuple(replace(f, nullable=True) for f in left)
+        if self.kind in ("left", "full"):
+            right = tuple(replace(f, nullable=True) for f in right)
+        return left + right
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.left, self.right)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, left=inputs[0], right=inputs[1])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return (self.condition,) if self.condition is not None else ()
+
+
+@dataclass(frozen=True)
+class Sort(Plan):
+    input: Plan
+    keys: tuple[SortKey, ...]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.input.fields
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return tuple(k.expr for k in self.keys)
+
+
+@dataclass(frozen=True)
+class Limit(Plan):
+    input: Plan
+    count: int | None
+    offset: int = 0
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.input.fields
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+
+@dataclass(frozen=True)
+class TopN(Plan):
+    """Sort then limit, fused so only ``offset + count`` rows are ever kept."""
+
+    input: Plan
+    keys: tuple[SortKey, ...]
+    count: int
+    offset: int = 0
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.input.fields
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return tuple(k.expr for k in self.keys)
+
+
+@dataclass(frozen=True)
+class SetOp(Plan):
+    """UNION / INTERSECT / EXCEPT, with or without ALL; inputs already have equal types."""
+
+    kind: str  # "union" | "intersect" | "except"
+    all: bool
+    left: Plan
+    right: Plan
+    output: tuple[Field, ...]
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.output
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.left, self.right)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, left=inputs[0], right=inputs[1])
+
+
+@dataclass(frozen=True)
+class Window(Plan):
+    """Evaluate window functions; outputs the input fields plus one field per call."""
+
+    input: Plan
+    calls: tuple[WindowCall, ...]
+    output: tuple[Field, ...]  # only the new fields
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.input.fields + self.output
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])
+
+    def expressions(self) -> tuple[Expr, ...]:
+        return self.calls
+
+
+def walk_plan(plan: Plan) -> list[Plan]:
+    """Every node, parents before children."""
+    out, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(reversed(node.inputs()))
+    return out
+
+
+def schema_of(fields: tuple[Field, ...]) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type, f.nullable) for f in fields])
+
+
+def transform_plan(plan: Plan, fn: Any) -> Plan:
+    """Rebuild bottom-up: children first, then ``fn(node)`` (returning a node)."""
+    inputs = plan.inputs()
+    if inputs:
+        new_inputs = tuple(transform_plan(i, fn) for i in inputs)
+        if any(a is not b for a, b in zip(new_inputs, inputs)):
+            plan = plan.with_inputs(new_inputs)
+    return fn(plan)

@@ -1,0 +1,223 @@
+"""Joins: Arrow's hash join for equi-joins, and a pairs-based path for everything else.
+
+The hash join takes equality keys plus an optional residual filter (when the residual can
+be written as an Arrow expression). Mark joins, null-aware anti joins with correlation,
+non-equi joins and residuals Arrow cannot express go through *match pairs*: the (left row,
+right row) index pairs that satisfy the keys, filtered by the residual with our own
+evaluator, from which every join kind's output is assembled.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.acero as acero
+import pyarrow.compute as pc
+
+from engine.errors import ExecutionError
+from engine.logical.expr import Call, ColumnRef, Expr, Field, column_ids, conjunction, conjuncts
+from engine.physical.exprs import column_name, evaluate_array, to_arrow_expression
+from engine.physical.operators.base import ExecutionContext, Operator, table_batches
+
+_ACERO_KIND = {"inner": "inner", "left": "left outer", "right": "right outer", "full": "full outer",
+               "semi": "left semi", "anti": "left anti"}
+_LEFT_ID, _RIGHT_ID = "__left_row", "__right_row"
+
+
+def split_condition(condition: Expr | None, left_ids: set[int], right_ids: set[int]
+                    ) -> tuple[list[tuple[Expr, Expr]], Expr | None]:
+    """Equality keys (left expr, right expr) and the residual predicate."""
+    keys: list[tuple[Expr, Expr]] = []
+    rest: list[Expr] = []
+    for part in conjuncts(condition):
+        if isinstance(part, Call) and part.name == "eq":
+            a, b = part.args
+            ids_a, ids_b = column_ids(a), column_ids(b)
+            if ids_a and ids_b and ids_a <= left_ids and ids_b <= right_ids:
+                keys.append((a, b))
+                continue
+            if ids_a and ids_b and ids_a <= right_ids and ids_b <= left_ids:
+                keys.append((b, a))
+                continue
+        rest.append(part)
+    return keys, conjunction(rest)
+
+
+class JoinOp(Operator):
+    label = "Join"
+
+    def __init__(self, context: ExecutionContext, left: Operator, right: Operator, kind: str,
+                 condition: Expr | None, fields: tuple[Field, ...], null_aware: bool = False) -> None:
+        super().__init__(context, fields, [left, right])
+        self.kind, self.condition, self.null_aware = kind, condition, null_aware
+
+    # --- entry ---------------------------------------------------------------------------
+
+    def execute(self) -> Iterator[pa.RecordBatch]:
+        right = self.collect_input(self.children[1], "join build side")
+        left = self.collect_input(self.children[0], "join probe side")
+        left_ids = {f.id for f in self.children[0].fields}
+        right_ids = {f.id for f in self.children[1].fields}
+        keys, residual = split_condition(self.condition, left_ids, right_ids)
+        if self.kind == "single":
+            out = self._single(left, right)
+        elif self.kind == "anti" and self.null_aware:
+            out = self._null_aware_anti(left, right, keys, residual)
+        elif self.kind == "mark":
+            out = self._mark(left, right, keys, residual)
+        else:
+            arrow_residual = to_arrow_expression(residual) if residual is not None else None
+            if keys and (residual is None or arrow_residual is not None) and self.kind != "cross":
+                out = self._hash_join(left, right, keys, arrow_residual)
+            else:
+                out = self._from_pairs(left, right, self._pairs(left, right, keys, residual))
+        self.metrics.extra["build_rows"] = right.num_rows
+        yield from table_batches(self.conform(out), self.context.batch_size)
+
+    # --- hash join ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _with_keys(table: pa.Table, exprs: list[Expr], prefix: str) -> tuple[pa.Table, list[str]]:
+        names = []
+        for i, expr in enumerate(exprs):
+            if isinstance(expr, ColumnRef):
+                names.append(column_name(expr.id))
+                continue
+            name = f"{prefix}{i}"
+            table = table.append_column(name, evaluate_array(expr, table))
+            names.append(name)
+        return table, names
+
+    def _hash_join(self, left: pa.Table, right: pa.Table, keys: list[tuple[Expr, Expr]],
+                   residual: pc.Expression | None, kind: str | None = None) -> pa.Table:
+        left_out = [n for n in left.column_names]
+        right_out = [n for n in right.column_names]
+        left, left_keys = self._with_keys(left, [k[0] for k in keys], "__lk")
+        right, right_keys = self._with_keys(right, [k[1] for k in keys], "__rk")
+        join_kind = _ACERO_KIND[kind or self.kind]
+        options = acero.HashJoinNodeOptions(
+            join_kind, left_keys=left_keys, right_keys=right_keys, left_output=left_out,
+            right_output=right_out if join_kind not in ("left semi", "left anti") else [],
+            filter_expression=residual)
+        plan = acero.Declaration("hashjoin", options, inputs=[
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(left)),
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(right))])
+        return plan.to_table(use_threads=True)
+
+    # --- match pairs -----------------------------------------------------------------------
+
+    def _pairs(self, left: pa.Table, right: pa.Table, keys: list[tuple[Expr, Expr]],
+               residual: Expr | None) -> tuple[np.ndarray, np.ndarray]:
+        """Index pairs (left row, right row) where keys are equal and the residual is true."""
+        if keys:
+            left_idx = left.append_column(_LEFT_ID, pa.array(np.arange(left.num_rows, dtype=np.int64)))
+            right_idx = right.append_column(_RIGHT_ID, pa.array(np.arange(right.num_rows, dtype=np.int64)))
+            left_idx, left_keys = self._with_keys(left_idx, [k[0] for k in keys], "__lk")
+            right_idx, right_keys = self._with_keys(right_idx, [k[1] for k in keys], "__rk")
+            options = acero.HashJoinNodeOptions("inner", left_keys=left_keys, right_keys=right_keys,
+                                                left_output=[_LEFT_ID], right_output=[_RIGHT_ID])
+            matched = acero.Declaration("hashjoin", options, inputs=[
+                acero.Declaration("table_source", acero.TableSourceNodeOptions(left_idx.select([_LEFT_ID] + left_keys))),
+                acero.Declaration("table_source", acero.TableSourceNodeOptions(right_idx.select([_RIGHT_ID] + right_keys)))
+            ]).to_table(use_threads=True)
+            li = matched.column(_LEFT_ID).to_numpy()
+            ri = matched.column(_RIGHT_ID).to_numpy()
+        else:
+            total = left.num_rows * right.num_rows
+            width = max(1, (left.nbytes // max(1, left.num_rows)) + (right.nbytes // max(1, right.num_rows)))
+            self.context.check_memory("cross join", total * width if residual is None else min(total, 1 << 22) * width)
+            li = np.repeat(np.arange(left.num_rows, dtype=np.int64), right.num_rows)
+            ri = np.tile(np.arange(right.num_rows, dtype=np.int64), left.num_rows)
+        if residual is not None and len(li):
+            keep = []
+            chunk = 1 << 20
+            for start in range(0, len(li), chunk):
+                lpart, rpart = li[start:start + chunk], ri[start:start + chunk]
+                rows = _gather(left, right, lpart, rpart)
+                mask = pc.fill_null(evaluate_array(residual, rows), False)
+                keep.append(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
+            mask_all = np.concatenate(keep)
+            li, ri = li[mask_all], ri[mask_all]
+        return li, ri
+
+    def _from_pairs(self, left: pa.Table, right: pa.Table, pairs: tuple[np.ndarray, np.ndarray]) -> pa.Table:
+        li, ri = pairs
+        kind = self.kind
+        if kind in ("semi", "anti"):
+            matched = np.zeros(left.num_rows, dtype=bool)
+            matched[li] = True
+            return left.filter(pa.array(matched if kind == "semi" else ~matched))
+        parts = [_gather(left, right, li, ri)]
+        if kind in ("left", "full"):
+            unmatched = np.setdiff1d(np.arange(left.num_rows), li)
+            parts.append(_gather(left, right, unmatched, None))
+        if kind in ("right", "full"):
+            unmatched = np.setdiff1d(np.arange(right.num_rows), ri)
+            parts.append(_gather(left, right, None, unmatched))
+        return pa.concat_tables(parts)
+
+    # --- special kinds ----------------------------------------------------------------------
+
+    def _single(self, left: pa.Table, right: pa.Table) -> pa.Table:
+        """Attach a scalar subquery's single row (or NULLs) to every left row."""
+        if right.num_rows > 1:
+            raise ExecutionError(f"a scalar subquery returned {right.num_rows} rows; it must return at most one "
+                                 "(add LIMIT 1 or an aggregate)")
+        columns = list(left.columns)
+        for column in right.columns:
+            value = column[0] if right.num_rows else pa.scalar(None, column.type)
+            columns.append(pc.take(pa.array([value.as_py()], column.type), pa.array(np.zeros(left.num_rows, np.int32)))
+                           if value.is_valid else pa.nulls(left.num_rows, column.type))
+        return pa.table(columns, names=left.column_names + right.column_names)
+
+    def _key_values(self, left: pa.Table, right: pa.Table, keys: list[tuple[Expr, Expr]]):  # noqa: ANN202
+        return ([evaluate_array(k[0], left) for k in keys], [evaluate_array(k[1], right) for k in keys])
+
+    def _null_aware_anti(self, left: pa.Table, right: pa.Table, keys: list[tuple[Expr, Expr]],
+                         residual: Expr | None) -> pa.Table:
+        """``x NOT IN (subquery)``: a NULL on either side makes the answer unknown, so the row goes."""
+        if right.num_rows == 0:
+            return left
+        key_left, key_right = self._key_values(left, right, keys[:1])
+        if residual is None:
+            if key_right[0].null_count:
+                return left.slice(0, 0)
+            kept = self._hash_join(left, right, keys, None, kind="anti")
+            return kept.filter(pc.is_valid(evaluate_array(keys[0][0], kept)))
+        # Correlated NOT IN: decide per left row over the right rows its correlation selects.
+        li, ri = self._pairs(left, right, [], residual) if not keys[1:] else self._pairs(left, right, keys[1:], residual)
+        lk = pc.take(key_left[0], pa.array(li))
+        rk = pc.take(key_right[0], pa.array(ri))
+        equal = pc.equal(lk, rk)
+        equal_np = np.asarray(pc.fill_null(equal, False).to_numpy(zero_copy_only=False), dtype=bool)
+        unknown_np = np.asarray(pc.is_null(equal).to_numpy(zero_copy_only=False), dtype=bool)
+        excluded = np.zeros(left.num_rows, dtype=bool)
+        excluded[li[equal_np | unknown_np]] = True
+        return left.filter(pa.array(~excluded))
+
+    def _mark(self, left: pa.Table, right: pa.Table, keys: list[tuple[Expr, Expr]], residual: Expr | None) -> pa.Table:
+        """Left rows plus a boolean: does a matching right row exist (IN: NULL when unknown)?"""
+        li, _ = self._pairs(left, right, keys, residual) if keys or residual is not None else (
+            np.arange(left.num_rows) if right.num_rows else np.array([], dtype=np.int64), None)
+        matched = np.zeros(left.num_rows, dtype=bool)
+        matched[li] = True
+        mark = pa.array(matched)
+        if self.null_aware and keys and right.num_rows:
+            key_left, key_right = self._key_values(left, right, keys[:1])
+            right_has_null = key_right[0].null_count > 0
+            unknown = pc.or_(pc.is_null(key_left[0]), pa.scalar(right_has_null)) if not isinstance(
+                key_left[0], pa.Scalar) else pa.scalar(True)
+            mark = pc.if_else(pc.and_(pc.invert(mark), unknown), pa.scalar(None, pa.bool_()), mark)
+        return left.append_column("__mark", mark)
+
+
+def _gather(left: pa.Table, right: pa.Table, li: np.ndarray | None, ri: np.ndarray | None) -> pa.Table:
+    n = len(li) if li is not None else len(ri)  # type: ignore[arg-type]
+    left_part = left.take(pa.array(li)) if li is not None else pa.table(
+        [pa.nulls(n, c.type) for c in left.columns], names=left.column_names)
+    right_part = right.take(pa.array(ri)) if ri is not None else pa.table(
+        [pa.nulls(n, c.type) for c in right.columns], names=right.column_names)
+    return pa.table(list(left_part.columns) + list(right_part.columns),
+                    names=left.column_names + right.column_names)
