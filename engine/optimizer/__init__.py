@@ -12,8 +12,21 @@ from typing import Callable
 from engine.errors import PlanError
 from engine.logical.plan import Plan
 
+from engine.optimizer.join_order import join_order
+from engine.optimizer.limits import limits
+from engine.optimizer.prune import prune
+from engine.optimizer.pushdown import pushdown
+from engine.optimizer.simplify import simplify
+
 Rule = Callable[[Plan], Plan]
-RULES: tuple[tuple[str, Rule], ...] = ()
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("simplify", simplify),
+    ("pushdown", pushdown),
+    ("join_order", join_order),
+    ("simplify_after_join_order", simplify),
+    ("limits", limits),
+    ("prune", prune),
+)
 
 
 def _check_schema(rule: str, before: Plan, after: Plan) -> None:

@@ -62,6 +62,7 @@ class Binder:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.ids = IdGenerator()
+        self._ctes: dict[str, Any] = {}  # CTEs visible where binding currently is
 
     def new_field(self, name: str, dtype: pa.DataType, nullable: bool = True) -> Field:
         return self.ids.field(name, dtype, nullable)
@@ -73,7 +74,15 @@ class Binder:
 
     def bind_query(self, node: exp.Expression, outer: Scope | None, ctes: dict[str, Any],
                    correlation: Correlation | None = None) -> Plan:
-        ctes = self._ctes(node, ctes)
+        ctes = self._with(node, ctes)
+        previous, self._ctes = self._ctes, ctes
+        try:
+            return self._bind_query(node, outer, ctes, correlation)
+        finally:
+            self._ctes = previous
+
+    def _bind_query(self, node: exp.Expression, outer: Scope | None, ctes: dict[str, Any],
+                    correlation: Correlation | None) -> Plan:
         if isinstance(node, exp.Select):
             return self.bind_select(node, outer, ctes, correlation)
         if isinstance(node, (exp.Union, exp.Intersect, exp.Except)):
@@ -85,7 +94,7 @@ class Binder:
             return self._bind_values(node)
         raise UnsupportedSQLError(f"statement '{node.sql()[:60]}' is not a query")
 
-    def _ctes(self, node: exp.Expression, ctes: dict[str, Any]) -> dict[str, Any]:
+    def _with(self, node: exp.Expression, ctes: dict[str, Any]) -> dict[str, Any]:
         with_ = node.args.get("with_") or node.args.get("with")
         if not with_:
             return ctes
@@ -366,7 +375,7 @@ class Binder:
     def bind_subquery_expr(self, kind: str, query: exp.Expression, context: ExprBinder,
                            arg: Expr | None = None) -> Expr:
         correlation = Correlation()
-        plan = self.bind_query(query, context.scope, {}, correlation)
+        plan = self.bind_query(query, context.scope, self._ctes, correlation)
         visible = plan.fields if not correlation.conditions else plan.fields[: _visible_count(plan, correlation)]
         output = None
         if kind in ("scalar", "in"):

@@ -71,7 +71,9 @@ class ExprBinder:
             return method(node)
         op = _BINARY.get(type(node))
         if op is not None:
-            return self.call(op, [self.bind(node.this), self.bind(node.expression)])
+            bound = self.call(op, [self.bind(node.this), self.bind(node.expression)])
+            # sqlglot folds NOT into some operators (``a NOT LIKE b`` is Like(negate=True)).
+            return self.call("not", [bound]) if node.args.get("negate") else bound
         if isinstance(node, exp.Window):
             return self._bind_window(node)
         if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Func) and is_aggregate(_func_name(node))):
