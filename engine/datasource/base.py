@@ -51,6 +51,10 @@ class TableSource(abc.ABC):
     def statistics(self) -> SourceStatistics:
         return SourceStatistics()
 
+    def distinct_estimate(self, column: str) -> float | None:
+        """An upper bound on the column's distinct values, when the source knows one."""
+        return None
+
     def filter_support(self, predicate: Expr, column_of: dict[int, str]) -> FilterSupport:
         return FilterSupport.UNSUPPORTED
 

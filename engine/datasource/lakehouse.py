@@ -7,6 +7,7 @@ import decimal
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.datasource.base import FilterSupport, ScanStream, SourceStatistics, TableSource
 from engine.logical.expr import Call, ColumnRef, Expr, InList, Literal
@@ -93,6 +94,7 @@ class LakehouseSource(TableSource):
         self.name = name
         self.snapshot = snapshot
         self._schema = pa.schema([pa.field(f.name, normalize(f.type), f.nullable) for f in snapshot.schema])
+        self._distinct: dict[str, float | None] = {}
 
     @property
     def schema(self) -> pa.Schema:
@@ -100,6 +102,26 @@ class LakehouseSource(TableSource):
 
     def statistics(self) -> SourceStatistics:
         return SourceStatistics(self.snapshot.num_records, self.snapshot.size_bytes)
+
+    def distinct_estimate(self, column: str) -> float | None:
+        """For integer and date columns, max - min + 1 over the files' stats bounds the distinct count."""
+        if column in self._distinct:
+            return self._distinct[column]
+        estimate = None
+        dtype = self._schema.field(column).type
+        rows = self.snapshot.num_records
+        if (pa.types.is_integer(dtype) or pa.types.is_date(dtype)) and column not in self.snapshot.partition_columns:
+            from lakehouse.skipping import FileStats
+
+            stats = FileStats(self.snapshot.files, self.snapshot.schema, self.snapshot.partition_columns).stats(column)
+            low, high = stats.get("min"), stats.get("max")
+            if low is not None and high is not None and len(low) and low.null_count == 0 and high.null_count == 0:
+                lo, hi = pc.min(low).cast(pa.int64()).as_py(), pc.max(high).cast(pa.int64()).as_py()
+                estimate = float(hi - lo + 1)
+        if estimate is not None and rows is not None:
+            estimate = min(estimate, float(rows))
+        self._distinct[column] = estimate
+        return estimate
 
     def filter_support(self, predicate: Expr, column_of: dict[int, str]) -> FilterSupport:
         if to_predicate(predicate, column_of) is None:

@@ -9,7 +9,7 @@ left. Conditions are re-attached by the pushdown rule that runs afterwards.
 
 from __future__ import annotations
 
-from engine.logical.expr import Call, Expr, column_ids, conjunction, conjuncts, walk
+from engine.logical.expr import Call, ColumnRef, Expr, column_ids, conjunction, conjuncts, walk
 from engine.logical.plan import Aggregate, Filter, Join, Limit, Plan, Project, Scan, TopN, Values
 
 _DEFAULT_ROWS = 1_000_000.0
@@ -72,6 +72,46 @@ def _flatten(plan: Plan, leaves: list[Plan], conditions: list[Expr]) -> None:
     leaves.append(plan)
 
 
+def distinct_values(plan: Plan, field_id: int) -> float | None:
+    """Distinct-count estimate of a column, traced through filters and projections to its source."""
+    if isinstance(plan, Scan):
+        column = plan.column_of().get(field_id)
+        return plan.source.distinct_estimate(column) if column is not None else None
+    if isinstance(plan, Filter):
+        return distinct_values(plan.input, field_id)
+    if isinstance(plan, Project):
+        for expr, f in zip(plan.exprs, plan.output):
+            if f.id == field_id and isinstance(expr, ColumnRef):
+                return distinct_values(plan.input, expr.id)
+        return None
+    if isinstance(plan, Aggregate):
+        for expr, f in zip(plan.groups, plan.fields):
+            if f.id == field_id and isinstance(expr, ColumnRef):
+                return distinct_values(plan.input, expr.id)
+        return None
+    if isinstance(plan, Join):
+        side = plan.left if field_id in plan.left.field_ids() else plan.right
+        return distinct_values(side, field_id)
+    return None
+
+
+def _join_rows(left_rows: float, right_rows: float, left: Plan, right: Plan, edges: list[Expr]) -> float:
+    """Output of an equi-join: |L| * |R| / max(ndv(key)), taking the most selective key."""
+    best = left_rows * right_rows
+    for edge in edges:
+        if not (isinstance(edge, Call) and edge.name == "eq"):
+            continue
+        a, b = edge.args
+        if not (isinstance(a, ColumnRef) and isinstance(b, ColumnRef)):
+            continue
+        if a.id in right.field_ids():
+            a, b = b, a
+        ndv_left = distinct_values(left, a.id) or left_rows
+        ndv_right = distinct_values(right, b.id) or right_rows
+        best = min(best, left_rows * right_rows / max(ndv_left, ndv_right, 1.0))
+    return max(best, 1.0)
+
+
 def _reorder(plan: Plan) -> Plan:
     leaves: list[Plan] = []
     conditions: list[Expr] = []
@@ -82,22 +122,29 @@ def _reorder(plan: Plan) -> Plan:
         return plan
     estimates = [estimate_rows(leaf) for leaf in leaves]
     ids = [leaf.field_ids() for leaf in leaves]
-    edges = [column_ids(c) for c in conditions]
+    edges = [(column_ids(c), c) for c in conditions]
     remaining = list(range(len(leaves)))
     first = max(remaining, key=lambda i: estimates[i])
     order = [first]
     remaining.remove(first)
     joined = set(ids[first])
+    tree: Plan = leaves[first]
+    rows = estimates[first]
     while remaining:
-        connected = [i for i in remaining
-                     if any(e & joined and e & ids[i] and e <= joined | ids[i] for e in edges)]
-        pick = min(connected or remaining, key=lambda i: estimates[i])
+        options = []
+        for i in remaining:
+            linking = [c for e, c in edges if e & joined and e & ids[i] and e <= joined | ids[i]]
+            if linking:
+                options.append((_join_rows(rows, estimates[i], tree, leaves[i], linking), estimates[i], i))
+        if options:
+            rows, _, pick = min(options)
+        else:  # nothing connects: a cross product with the smallest input
+            pick = min(remaining, key=lambda i: estimates[i])
+            rows = rows * estimates[pick]
         order.append(pick)
         remaining.remove(pick)
         joined |= ids[pick]
-    tree: Plan = leaves[order[0]]
-    for i in order[1:]:
-        tree = Join(tree, leaves[i], "cross", None)
+        tree = Join(tree, leaves[pick], "cross", None)
     condition = conjunction(conditions)
     from engine.optimizer.pushdown import push
 

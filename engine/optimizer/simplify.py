@@ -80,8 +80,51 @@ def _disjuncts(expr: Expr) -> list[Expr]:
     return [expr]
 
 
+_FLIP = {"lt": "gt", "lte": "gte", "gt": "lt", "gte": "lte", "eq": "eq", "neq": "neq"}
+
+
+def _unwrap_date_cast(node: Expr) -> Expr | None:
+    """``CAST(d AS TIMESTAMP) < ts`` -> ``d < date`` so date filters reach scans and stats.
+
+    ``date + INTERVAL`` yields a timestamp (as in DuckDB), which would otherwise hide the
+    date column behind a cast. The rewrite is exact: a date compares with a timestamp as
+    its midnight, so the bound is rounded in the direction that keeps the same rows.
+    """
+    if not (isinstance(node, Call) and node.name in _FLIP):
+        return None
+    left, right = node.args
+    name = node.name
+    if isinstance(left, Literal) and isinstance(right, Cast):
+        left, right, name = right, left, _FLIP[name]
+    if not (isinstance(left, Cast) and pa.types.is_timestamp(left.type) and pa.types.is_date(left.arg.type)
+            and isinstance(right, Literal) and right.value is not None and left.type.tz is None):
+        return None
+    import datetime as dt
+
+    stamp = right.value
+    if not isinstance(stamp, dt.datetime):
+        return None
+    day = stamp.date()
+    midnight = stamp == dt.datetime(day.year, day.month, day.day, tzinfo=stamp.tzinfo)
+    next_day = day + dt.timedelta(days=1)
+    column = left.arg
+    if name in ("lt", "gte"):  # d < ts  <=>  d < ceil(ts);  d >= ts  <=>  d >= ceil(ts)
+        bound = day if midnight else next_day
+    elif name in ("lte", "gt"):  # d <= ts  <=>  d <= floor(ts);  d > ts  <=>  d > floor(ts)
+        bound = day
+    elif name == "eq":
+        if not midnight:
+            return Literal(False, pa.bool_())
+        bound = day
+    else:
+        if not midnight:
+            return None
+        bound = day
+    return Call(name, (column, Literal(bound, pa.date32())), pa.bool_())
+
+
 def fold(expr: Expr) -> Expr:
-    return transform(transform(expr, _fold), _factor_or)
+    return transform(transform(transform(expr, _fold), _unwrap_date_cast), _factor_or)
 
 
 def simplify(plan: Plan) -> Plan:
