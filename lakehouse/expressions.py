@@ -419,14 +419,33 @@ def _operand(name: str, dtype: pa.DataType) -> pc.Expression:
     return _field(name)
 
 
+def int_comparable(value: int | float | decimal.Decimal) -> pa.Scalar:
+    """A scalar that compares with every int64 exactly as the number ``value`` does.
+
+    A double cannot hold every int64 (pyarrow refuses to cast values beyond 2**53 to one),
+    and an int64 cannot hold 2.5 or 2**70. So the number becomes a small decimal: clamped
+    just outside the int64 range, and a fraction replaced by ``floor + 0.5``, which sits on
+    the same side of every integer (``i < 2.7`` iff ``i < 2.5``; neither ever equals ``i``).
+    """
+    if isinstance(value, float) and value != value:
+        return pa.scalar(value)  # NaN
+    # A float literal means the digits it was written with (``1e-3`` is 0.001).
+    number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+    number = min(max(number, decimal.Decimal(-2**63 - 1)), decimal.Decimal(2**63))
+    whole = number.to_integral_value(rounding=decimal.ROUND_FLOOR)
+    return pa.scalar(whole if whole == number else whole + decimal.Decimal("0.5"))
+
+
 def _scalar(value: Any, dtype: pa.DataType | None) -> pa.Scalar:
     if dtype is not None and pa.types.is_integer(dtype) and isinstance(value, (float, decimal.Decimal)):
-        return pa.scalar(float(value))
+        return int_comparable(value)
     if dtype is not None:
         try:
             return pa.scalar(value, dtype)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             pass
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        return int_comparable(value)  # beyond int64
     return pa.scalar(value)
 
 
@@ -450,9 +469,16 @@ def to_arrow_expression(predicate: Predicate, schema: pa.Schema) -> pc.Expressio
     if isinstance(predicate, In):
         dtype = dtype_of(predicate.column)
         operand = _operand(predicate.column, dtype)
-        present = [v for v in predicate.values if v is not None]
-        found = operand.isin(pa.array([_scalar(v, dtype).as_py() for v in present], dtype)) if present \
-            else pc.scalar(False)
+        present = [_scalar(v, dtype) for v in predicate.values if v is not None]
+        # is_in hashes values: a literal the column type cannot hold (2.5 for an int, 0.001
+        # for decimal(10,2), an int beyond int64) cannot go in its value set, and for floats
+        # -0.0 would miss 0.0 (pyarrow even prunes row groups with stats [-0.0, 0.0]). Those
+        # are compared with '=' instead, which is numeric, like SQL.
+        hashed = [v.as_py() for v in present if v.type == dtype and not pa.types.is_floating(dtype)]
+        found = operand.isin(pa.array(hashed, dtype)) if hashed else pc.scalar(False)
+        for value in present:
+            if value.type != dtype or pa.types.is_floating(dtype):
+                found = found | (operand == value)
         # Arrow's is_in answers false for a null input and ignores NULL in the list; SQL says
         # unknown for both, which matters under NOT (``x NOT IN (...)`` must drop null x).
         unknown = pc.scalar(pa.scalar(None, pa.bool_()))

@@ -20,6 +20,11 @@ from lakehouse.skipping import may_match
 if TYPE_CHECKING:
     from lakehouse.snapshot import Snapshot
 
+# Spark writes timestamps as INT96 by default. pyarrow decodes INT96 to nanoseconds, which
+# overflow outside 1677-2262 (0001-01-01 and 9999-12-31 are common sentinels) and then fail
+# the cast to the table's microseconds; Delta timestamps are microseconds, so decode to those.
+_READ_OPTIONS = ds.ParquetReadOptions(coerce_int96_timestamp_unit="us")
+
 
 @dataclass(frozen=True)
 class ScanMetrics:
@@ -81,7 +86,7 @@ class Scan:
     def fragments(self, files: pa.Table) -> list[ds.Fragment]:
         snapshot = self.snapshot
         schema = snapshot.schema
-        parquet = ds.ParquetFileFormat()
+        parquet = ds.ParquetFileFormat(read_options=_READ_OPTIONS)
         fragments = []
         dvs = files.column("deletionVector")
         if dvs.null_count != len(dvs):
@@ -104,7 +109,7 @@ class Scan:
     def dataset(self) -> ds.Dataset:
         """A pyarrow dataset over the selected files, in the table's schema."""
         return ds.FileSystemDataset(self.fragments(self.selected_files), self.snapshot.schema,
-                                    ds.ParquetFileFormat())
+                                    ds.ParquetFileFormat(read_options=_READ_OPTIONS))
 
     def _scanner(self, batch_size: int | None = None) -> ds.Scanner:
         options: dict[str, Any] = {"columns": self.columns, "use_threads": True}

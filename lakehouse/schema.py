@@ -131,12 +131,18 @@ def _type_to_delta(dtype: pa.DataType, where: str) -> Any:
     raise SchemaError(f"{where}: Arrow type {dtype} has no Delta equivalent; cast the column first")
 
 
+# Field metadata whose Delta value is a string even when its text looks like JSON (an
+# invariant is the *string* '{"expression":...}'); other delta.* values (column mapping
+# ids, identity settings, type changes) are numbers, booleans or objects on the wire.
+_STRING_METADATA = frozenset({"delta.invariants", "delta.generationExpression", "delta.columnMapping.physicalName"})
+
+
 def _field_to_delta(f: pa.Field, where: str) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for k, v in (f.metadata or {}).items():
         key, text = k.decode(), v.decode()
         try:
-            meta[key] = json.loads(text) if key.startswith("delta.") and text[:1] in "{[" else text
+            meta[key] = json.loads(text) if key.startswith("delta.") and key not in _STRING_METADATA else text
         except json.JSONDecodeError:
             meta[key] = text
     return {"name": f.name, "type": _type_to_delta(f.type, f"{where} column '{f.name}'"),

@@ -21,7 +21,8 @@ import pyarrow.dataset as ds
 import pyarrow.json as pajson
 
 from lakehouse.expressions import (
-    Always, And, Comparison, In, IsNull, Like, Not, Or, Predicate, negation_normal_form, to_arrow_expression,
+    Always, And, Comparison, In, IsNull, Like, Not, Or, Predicate, int_comparable, negation_normal_form,
+    to_arrow_expression,
 )
 from lakehouse.partitions import parse_partition_values
 
@@ -174,10 +175,13 @@ class FileStats:
 
 
 def _literal_for(array: pa.Array, value: Any) -> pa.Scalar:
+    if pa.types.is_integer(array.type) and isinstance(value, (int, float, decimal.Decimal)) \
+            and not isinstance(value, bool):
+        if isinstance(value, int) and -2**63 <= value < 2**63:
+            return pa.scalar(value, array.type)
+        return int_comparable(value)  # 2.5 or 2**70 against int64 bounds, without rounding
     if isinstance(value, decimal.Decimal) or (pa.types.is_floating(array.type) and isinstance(value, int)):
         return pa.scalar(float(value))
-    if pa.types.is_integer(array.type) and isinstance(value, float):
-        return pa.scalar(value)
     return pa.scalar(value, array.type)
 
 
@@ -255,26 +259,35 @@ class _Evaluator:
         if low is None or high is None:
             return pc.invert(all_null)
         v_low, v_high = _literal_for(low, p.value), _literal_for(high, p.value)
-        if p.op == "=":
+        op = p.op
+        if isinstance(p.value, decimal.Decimal) and pa.types.is_floating(low.type) \
+                and decimal.Decimal(float(p.value)) != p.value:
+            # Decimal bounds are doubles and the literal was rounded to one: a bound equal to
+            # it may lie on either side of the exact value, so a tie must keep the file.
+            if op == "!=":
+                return pc.invert(all_null)
+            op = {"<": "<=", ">": ">="}.get(op, op)
+        if op == "=":
             result = pc.and_kleene(pc.less_equal(low, v_low), pc.greater_equal(high, v_high))
-        elif p.op == "!=":
+        elif op == "!=":
             result = pc.invert(pc.and_kleene(pc.equal(low, v_low), pc.equal(high, v_high)))
-        elif p.op in ("<", "<="):
-            result = _compare(p.op)(low, v_low)
+        elif op in ("<", "<="):
+            result = _compare(op)(low, v_low)
         else:
-            result = _compare(p.op)(high, v_high)
+            result = _compare(op)(high, v_high)
         return pc.and_(pc.fill_null(result, True), pc.invert(all_null))
 
     def stats_in(self, p: In) -> pa.Array:
-        if not p.values:
+        values = [v for v in p.values if v is not None]  # a NULL in the list never makes IN true
+        if not values:
             return self.const(False)
-        if len(p.values) <= MAX_IN_VALUES:
+        if len(values) <= MAX_IN_VALUES:
             result = self.const(False)
-            for value in p.values:
+            for value in values:
                 result = pc.or_(result, self.stats_comparison(Comparison(p.column, "=", value)))
             return result
         try:
-            lo, hi = min(p.values), max(p.values)
+            lo, hi = min(values), max(values)
         except TypeError:
             return self.const(True)
         return pc.and_(self.stats_comparison(Comparison(p.column, ">=", lo)),

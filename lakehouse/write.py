@@ -123,16 +123,18 @@ class FileWriter:
         table = pa.Table.from_batches([batch])
         order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end") for c in self.partition_columns])
         table = table.take(order)
-        groups = table.group_by(list(self.partition_columns), use_threads=False).aggregate([([], "count_all")])
-        offset = 0
+        # group_by does not return groups in sorted (nor first-seen) order, so each group
+        # carries the position of its first row in the sorted table: its rows start there.
+        positions = table.append_column("__lakehouse_row", pa.array(range(table.num_rows), pa.int64()))
+        groups = positions.group_by(list(self.partition_columns), use_threads=False).aggregate(
+            [([], "count_all"), ("__lakehouse_row", "min")])
         data_columns = self.data_schema.names
         for row in groups.to_pylist():
-            count = row["count_all"]
+            count, offset = row["count_all"], row["__lakehouse_row_min"]
             key = tuple(row[c] for c in self.partition_columns)
             values = {c: serialize_partition_value(row[c], self.schema.field(c).type, column=c)
                       for c in self.partition_columns}
             part = table.slice(offset, count).select(data_columns).combine_chunks()
-            offset += count
             for sub in part.to_batches():
                 yield key, values, sub
 

@@ -100,6 +100,13 @@ def segment_for(listing: LogListing, version: int | None, *, table: str,
     usable = [v for v in listing.checkpoints if v <= version and v not in skip_checkpoints]
     start = max(usable) if usable else None
     first_commit = 0 if start is None else start + 1
+    if start is None and 0 not in listing.commits and not any(v <= version for v in listing.checkpoints):
+        # No checkpoint at all to start from: the oldest commits are gone, not cleaned up.
+        oldest = min(listing.commits)
+        missing = "commit 0 is" if oldest == 1 else f"commits 0 to {oldest - 1} are"
+        raise CorruptLogError(
+            f"table '{table}': {missing} missing from '{LOG_DIR}' and no checkpoint replaces them; "
+            f"version {version} cannot be rebuilt; restore the missing commit files")
     if start is None and 0 not in listing.commits:
         raise VersionNotFoundError(
             f"table '{table}': version {version} cannot be rebuilt: its checkpoint is unreadable and "

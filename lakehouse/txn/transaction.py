@@ -86,6 +86,13 @@ class Commit:
                 version = self._check_winners(log_dir, version)
                 time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.5))
                 continue
+            except (LakehouseError, OSError):
+                # Unknown outcome (e.g. the connection dropped after S3 applied the PUT): the
+                # caller would delete our data files, so a commit that did land would point
+                # at missing files. Reading the file back decides; only then give up.
+                if self._is_ours(path):
+                    break
+                raise
             break
         else:
             raise CommitError(
