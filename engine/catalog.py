@@ -37,8 +37,9 @@ class Catalog:
 
     def table_location(self, name: str) -> str:
         if self.warehouse is None:
-            raise PlanError(f"table '{name}' cannot be found: this session has no warehouse; "
-                            "pass one to engine.connect() or read a path with FROM 'path/to/table'")
+            # Still suggest registered tables: a typo is likelier than a missing warehouse.
+            raise TableNotFoundError(f"{self._not_found(name)} (this session has no warehouse: pass one to "
+                                     "engine.connect() or read a path with FROM 'path/to/table')")
         return self.warehouse.rstrip("/") + "/" + name
 
     def table_names(self) -> list[str]:
@@ -58,7 +59,13 @@ class Catalog:
             return self._registered[key]
         is_path = "/" in name or "://" in name or name.endswith(".parquet") or os.sep in name
         if is_path and (name.endswith(".parquet") or os.path.isfile(name)):
-            return ParquetSource(name, name)
+            # pyarrow's own errors (FileNotFoundError, ArrowInvalid) would leak without naming the path's role.
+            try:
+                return ParquetSource(name, name)
+            except FileNotFoundError:
+                raise TableNotFoundError(f"no Parquet file at path '{name}'") from None
+            except pa.ArrowInvalid as exc:
+                raise PlanError(f"cannot read '{name}' as a Parquet file: {exc}") from None
         location = name if is_path else self.table_location(name)
         try:
             table = open_table(location, storage_options=self.storage_options)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lakehouse.errors import ProtocolError, SchemaError
+from lakehouse.errors import CommitOutcomeUnknownError, ProtocolError, SchemaError
 from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate, to_sql
 from lakehouse.log.actions import Action, AddFile, Metadata
 from lakehouse.log.filelist import adds_from_files
@@ -53,6 +53,17 @@ def _rows(adds: list[AddFile]) -> int:
     return sum(json.loads(a.stats).get("numRecords", 0) for a in adds if a.stats)
 
 
+def _publish(commit: Commit, writer: FileWriter) -> int:
+    """Publish; on failure delete the new data files, unless the commit may have landed."""
+    try:
+        return commit.publish()
+    except CommitOutcomeUnknownError:
+        raise  # the files may be live now: keep them (vacuum removes them if not)
+    except BaseException:
+        writer.abort()
+        raise
+
+
 def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None) -> dict[str, Any]:
     """Add rows; a blind append, so it never conflicts with other appends."""
     location = snapshot.location
@@ -66,11 +77,7 @@ def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None
         metrics=_write_metrics(adds, rows), actions=list(adds), is_blind_append=True,
         read_set=ReadSet(isolation_level=isolation_level(snapshot.properties)),
     )
-    try:
-        version = commit.publish()
-    except BaseException:
-        writer.abort()
-        raise
+    version = _publish(commit, writer)
     return {"version": version, "num_added_files": len(adds), "num_added_rows": rows,
             "num_added_bytes": sum(a.size for a in adds)}
 
@@ -110,11 +117,7 @@ def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
                          changes_metadata=schema_mode == "overwrite",
                          isolation_level=isolation_level(snapshot.properties)),
     )
-    try:
-        version = commit.publish()
-    except BaseException:
-        writer.abort()
-        raise
+    version = _publish(commit, writer)
     return {"version": version, "num_added_files": len(adds), "num_added_rows": rows,
             "num_removed_files": len(removed)}
 
@@ -182,11 +185,7 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[st
                          isolation_level=isolation_level(snapshot.properties),
                          partition_columns=snapshot.partition_columns, schema=snapshot.schema),
     )
-    try:
-        version = commit.publish()
-    except BaseException:
-        writer.abort()
-        raise
+    version = _publish(commit, writer)
     return {"version": version, "num_deleted_rows": counts["deleted"], "num_removed_files": len(removes),
             "num_added_files": len(added), "num_copied_rows": counts["copied"]}
 

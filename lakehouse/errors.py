@@ -90,6 +90,14 @@ class CommitConflictError(CommitError):
         self.winning_version = winning_version
 
 
+class CommitOutcomeUnknownError(CommitError):
+    """The commit may or may not have landed (the store failed and could not be read back).
+
+    Its data files are kept: if the commit did land they are live, if not they are orphans
+    that vacuum removes. Read the table to find out; never blindly retry the same write.
+    """
+
+
 # --- environment ------------------------------------------------------------------------
 
 
@@ -105,6 +113,7 @@ __all__ = [
     "ColumnNotFoundError",
     "CommitConflictError",
     "CommitError",
+    "CommitOutcomeUnknownError",
     "CorruptLogError",
     "InvalidFilterError",
     "LakehouseError",

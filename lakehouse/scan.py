@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from lakehouse.errors import ColumnNotFoundError, CorruptLogError
-from lakehouse.expressions import Predicate, bind, to_arrow_expression, to_predicate
+from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate
 from lakehouse.optional import require
 from lakehouse.partitions import partition_scalar
 from lakehouse.skipping import may_match
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 # overflow outside 1677-2262 (0001-01-01 and 9999-12-31 are common sentinels) and then fail
 # the cast to the table's microseconds; Delta timestamps are microseconds, so decode to those.
 _READ_OPTIONS = ds.ParquetReadOptions(coerce_int96_timestamp_unit="us")
+
+
+def _leaf_type(schema: pa.Schema, name: str) -> pa.DataType:
+    """Type of a (bound, exactly named) column, ``a`` or nested ``a.b``."""
+    first, *rest = name.split(".")
+    dtype = schema.field(first).type
+    for part in rest:
+        dtype = dtype.field(part).type
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -113,11 +122,22 @@ class Scan:
 
     def _scanner(self, batch_size: int | None = None) -> ds.Scanner:
         options: dict[str, Any] = {"columns": self.columns, "use_threads": True}
-        if self.predicate is not None:
-            options["filter"] = to_arrow_expression(self.predicate, self.snapshot.schema)
         if batch_size:
             options["batch_size"] = batch_size
-        return self.dataset().scanner(**options)
+        if self.predicate is None:
+            return self.dataset().scanner(**options)
+        schema = self.snapshot.schema
+        options["filter"] = to_arrow_expression(self.predicate, schema)
+        names = columns_of(self.predicate)
+        if not any(pa.types.is_floating(_leaf_type(schema, name)) for name in names):
+            return self.dataset().scanner(**options)
+        # Parquet min/max leave NaN out and pyarrow reads min == max as "every value equals
+        # it", so it drops row groups whose NaN rows match (``f != 1`` over [1, NaN]). Filters
+        # on float columns therefore run on the rows as read, without row-group pruning.
+        needed = None if self.columns is None else list(dict.fromkeys(
+            [*self.columns, *(name.split(".")[0] for name in names)]))
+        raw = self.dataset().scanner(columns=needed, use_threads=True, **({"batch_size": batch_size} if batch_size else {}))
+        return ds.Scanner.from_batches(raw.to_reader(), **options)
 
     # --- terminals ------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from lakehouse.errors import (
 from lakehouse.expressions import Predicate
 from lakehouse.location import TableLocation
 from lakehouse.log.actions import CommitInfo, Metadata
+from lakehouse.log.paths import LAST_CHECKPOINT, LOG_DIR, commit_name
 from lakehouse.log.replay import read_commits, replay
 from lakehouse.log.segment import LogListing, list_log
 from lakehouse.properties import validate as validate_properties
@@ -230,6 +231,12 @@ def open_table(location: str, *, storage_options: Mapping[str, Any] | None = Non
     ``allowed_roots`` lists outside locations (URLs) whose files the log may reference by
     absolute URI, e.g. the source of a shallow clone. Nothing else outside is ever read.
     """
-    table = Table(TableLocation.of(location, storage_options=storage_options, allowed_roots=tuple(allowed_roots)))
-    table.version()  # raises TableNotFoundError with the location
+    loc = TableLocation.of(location, storage_options=storage_options, allowed_roots=tuple(allowed_roots))
+    table = Table(loc)
+    # Cheap existence check first (one stat); a full listing only when the first commit or
+    # the checkpoint hint is missing (e.g. the log was cleaned up).
+    first = loc.storage.join(loc.root, LOG_DIR, commit_name(0))
+    hint = loc.storage.join(loc.root, LOG_DIR, LAST_CHECKPOINT)
+    if loc.storage.head(first) is None and loc.storage.head(hint) is None:
+        table.version()  # raises TableNotFoundError with the location
     return table

@@ -121,7 +121,9 @@ class S3Server:
 
     def create_bucket(self, name: str | None = None) -> str:
         name = name or f"lakehouse-{uuid.uuid4().hex[:12]}"
-        self.filesystem().mkdir(name)
+        # call_s3 rather than mkdir: s3fs would send LocationConstraint=us-east-1, which S3
+        # (and moto) reject for the default region.
+        self.filesystem().call_s3("create_bucket", Bucket=name)
         self._buckets.append(name)
         return name
 
@@ -142,6 +144,107 @@ class S3Server:
             self.process.stdout.close()
         try:
             os.remove(self.log_path)
+        except OSError:
+            pass
+
+
+class ResponseDroppingProxy:
+    """A TCP proxy in front of the server that can swallow answers after they applied.
+
+    For a request whose first line matches ``drop`` (a callable on ``(method, path)``), the
+    request reaches the server and is applied, but the client never sees the final answer:
+    the connection closes instead (an interim ``100 Continue`` still passes, or the client
+    would never send the body). That is the "ambiguous commit": the PUT landed, and the
+    writer cannot know. The server speaks HTTP/1.0 (one request per connection), which keeps
+    the proxy this small.
+    """
+
+    def __init__(self, upstream_port: int, drop: Any) -> None:
+        import socket
+
+        self._upstream_port = upstream_port
+        self._drop = drop
+        self.dropped: list[str] = []
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((HOST, 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client: Any) -> None:
+        import socket
+
+        upstream = socket.create_connection((HOST, self._upstream_port))
+        try:
+            head = b""
+            while b"\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            method, path = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+            drop = bool(self._drop(method, path))
+            upstream.sendall(head)
+            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+            if not drop:
+                _pump(upstream, client)
+                return
+            answer = b""
+            while True:  # pass interim 100 answers, swallow the final one
+                chunk = upstream.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+                while answer.startswith(b"HTTP/1.1 100") and b"\r\n\r\n" in answer:
+                    interim, answer = answer.split(b"\r\n\r\n", 1)
+                    client.sendall(interim + b"\r\n\r\n")
+            status = answer.split(b"\r\n", 1)[0].decode("latin-1")
+            self.dropped.append(f"{method} {path} -> {status}")
+        except OSError:
+            pass
+        finally:
+            for sock in (client, upstream):
+                try:
+                    # shutdown, not just close: the pump thread blocked in recv() keeps the
+                    # socket open (no FIN) until it is woken.
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+
+def _pump(source: Any, sink: Any) -> None:
+    """Copy bytes until ``source`` closes, then half-close ``sink``."""
+    import socket
+
+    try:
+        while True:
+            chunk = source.recv(65536)
+            if not chunk:
+                break
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        try:
+            sink.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from engine.errors import PlanError
 from engine.functions.registry import Value, register
+from engine.physical import decimals
 from engine.types import common_numeric, common_type, integer_as_decimal, is_numeric, is_string, is_temporal, type_name
 
 # --- signatures -------------------------------------------------------------------------
@@ -98,6 +99,8 @@ def _modulo(types: Sequence[pa.DataType], op: str) -> tuple[Sequence[pa.DataType
 
 def _comparison(types: Sequence[pa.DataType], op: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
     target = common_type(types[0], types[1], context=f"operator {op}")
+    if pa.types.is_null(target):
+        target = pa.bool_()  # NULL = NULL: Arrow has no kernel for the null type; any type gives NULL
     return [target, target], pa.bool_()
 
 
@@ -145,6 +148,9 @@ def _decimal_safe(fn: str, left: Value, right: Value, result: pa.DataType) -> Va
     The final cast is checked: a value that really needs more than 38 digits is an error,
     as in DuckDB, never a silently wrong number.
     """
+    fast = decimals.arithmetic(fn, left, right, result)
+    if fast is not None:
+        return fast
     try:
         out = pc.call_function(fn, [left, right])
     except pa.ArrowInvalid:
@@ -241,7 +247,8 @@ def int_divide(left: Value, right: Value, *, result: pa.DataType) -> Value:
         safe = pc.if_else(zero, pa.scalar(1, right.type), right)
         quotient = pc.divide(left, safe)  # Arrow integer division truncates toward zero, like DuckDB
         return pc.if_else(zero, pa.scalar(None, result), quotient)
-    return pc.floor(pc.divide(left, right))
+    # x // 0 is NULL for every numeric type, as for integers above (not floor(+-inf)).
+    return pc.if_else(pc.equal(right, 0), pa.scalar(None, result), pc.floor(pc.divide(left, right)))
 
 
 @register("mod", lambda t, _: _modulo(t, "%"), min_args=2, max_args=2)
@@ -319,6 +326,8 @@ def coalesce(*values: Value, result: pa.DataType) -> Value:
                                   common_type(t[0], t[1], context="nullif")), min_args=2, max_args=2,
           null_propagating=False)
 def nullif(left: Value, right: Value, *, result: pa.DataType) -> Value:
+    if pa.types.is_null(result):
+        return left  # NULLIF(NULL, NULL): Arrow cannot compare the null type, and the answer is NULL
     return pc.if_else(pc.fill_null(pc.equal(left, right), False), pa.scalar(None, result), left)
 
 

@@ -201,16 +201,17 @@ def regexp_matches(text: Value, pattern: Value, *, result: pa.DataType) -> Value
 
 @register("lpad", _strings(0, 2), min_args=3, max_args=3)
 def lpad(text: Value, width: Value, fill: Value, *, result: pa.DataType) -> Value:
-    n = width.as_py()
+    n = max(width.as_py(), 0)  # DuckDB: a width of 0 or less gives ''
     return pc.utf8_slice_codeunits(pc.utf8_lpad(text, n, fill.as_py()), 0, n)
 
 
 @register("rpad", _strings(0, 2), min_args=3, max_args=3)
 def rpad(text: Value, width: Value, fill: Value, *, result: pa.DataType) -> Value:
-    n = width.as_py()
+    n = max(width.as_py(), 0)  # DuckDB: a width of 0 or less gives ''
     return pc.utf8_slice_codeunits(pc.utf8_rpad(text, n, fill.as_py()), 0, n)
 
 
 @register("repeat", _strings(0), min_args=2, max_args=2)
 def repeat(text: Value, count: Value, *, result: pa.DataType) -> Value:
-    return pc.binary_repeat(text, count)
+    # DuckDB: a negative count repeats zero times (Arrow's kernel rejects it).
+    return pc.binary_repeat(text, pc.max_element_wise(count, 0))

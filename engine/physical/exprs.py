@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ExecutionError, UnsupportedSQLError
 from engine.functions import lookup
+from engine.physical import decimals
 from engine.logical.expr import AggregateCall, Call, Case, Cast, ColumnRef, Expr, InList, Literal, WindowCall
 from engine.types import type_name
 
@@ -39,9 +40,33 @@ def _literal(expr: Literal) -> pa.Scalar:
     return pa.scalar(expr.value, expr.type)
 
 
+def _float_text(value: Value) -> Value:
+    """FLOAT/DOUBLE -> VARCHAR as DuckDB prints them, which is Python's ``repr`` of a double:
+    shortest round-trip digits, ``1.0`` rather than Arrow's ``1``, exponents below 1e-4 and from
+    1e16 (``1e-05``). A FLOAT keeps its own shortest digits (``0.1``, not ``0.10000000149...``)."""
+    single = pa.types.is_float32(value.type)
+
+    def text(v: float) -> str:
+        return repr(float(str(np.float32(v)))) if single else repr(v)
+
+    if isinstance(value, pa.Scalar):
+        return pa.scalar(text(value.as_py()) if value.is_valid else None, pa.string())
+    array = value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
+    encoded = array.dictionary_encode()  # format each distinct value once
+    texts = pa.array([text(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return pc.take(texts, encoded.indices)
+
+
 def _cast(value: Value, target: pa.DataType, safe: bool) -> Value:
     if value.type == target:
         return value
+    if pa.types.is_string(target) and pa.types.is_floating(value.type):
+        return _float_text(value)
+    if not isinstance(value, pa.Scalar) and pa.types.is_decimal(value.type):
+        fast = decimals.rescale_free(value, target) if pa.types.is_decimal(target) else (
+            decimals.to_float(value) if pa.types.is_float64(target) else None)
+        if fast is not None:
+            return fast
     try:
         if pa.types.is_boolean(target) and (pa.types.is_string(value.type) or pa.types.is_large_string(value.type)):
             lowered = pc.utf8_lower(pc.utf8_trim_whitespace(value))
@@ -61,6 +86,10 @@ def _cast(value: Value, target: pa.DataType, safe: bool) -> Value:
             return pc.round(value, target.scale, round_mode="half_towards_infinity").cast(target, safe=False)
         if pa.types.is_decimal(target) and pa.types.is_decimal(value.type) and target.scale < value.type.scale:
             return pc.round(value, target.scale, round_mode="half_towards_infinity").cast(target)
+        if pa.types.is_decimal(target) and pa.types.is_integer(value.type):
+            # Arrow refuses int -> DECIMAL(p,s) unless p-s covers the whole integer type; SQL checks
+            # the values instead. Going through DECIMAL(38,0) makes Arrow check each value's fit.
+            return value.cast(pa.decimal128(38, 0)).cast(target)
         if pa.types.is_date(target) and pa.types.is_timestamp(value.type):
             return pc.floor_temporal(value, unit="day").cast(target) if value.type.tz is None else \
                 pc.cast(pc.local_timestamp(value), pa.timestamp("us")).cast(pa.date32())
@@ -94,6 +123,9 @@ def _in_list(arg: Value, values: list[Value], negated: bool) -> Value:
     if len(constants) == len(values):
         has_null = any(not v.is_valid for v in constants)
         value_set = pa.array([v.as_py() for v in constants if v.is_valid], arg.type)
+        if pa.types.is_floating(arg.type):
+            # is_in hashes bit patterns, so -0.0 would miss 0.0; adding 0.0 turns -0.0 into 0.0.
+            arg, value_set = pc.add(arg, 0.0).cast(arg.type), pc.add(value_set, 0.0).cast(arg.type)
         found = pc.is_in(arg, value_set=value_set)
     else:
         found = pa.scalar(False)
@@ -120,6 +152,10 @@ def evaluate(expr: Expr, batch: pa.RecordBatch | pa.Table) -> Value:
         args = [evaluate(a, batch) for a in expr.args]
         if expr.name == "random":
             return fn.implementation(result=expr.type, length=batch.num_rows)
+        if fn.null_propagating and any(isinstance(a, pa.Scalar) and not a.is_valid for a in args):
+            # A NULL constant argument makes the result NULL. Answer here: kernels that take the
+            # argument as an option (LIKE patterns, pad widths, split_part indexes) reject None.
+            return pa.scalar(None, expr.type)
         try:
             return fn.implementation(*args, result=expr.type)
         except AttributeError as exc:

@@ -165,7 +165,28 @@ class ExprBinder:
         return self.call("not", [self.call("is_distinct_from", [self.bind(node.this), self.bind(node.expression)])])
 
     def _bind_escape(self, node: exp.Escape) -> Expr:
-        raise UnsupportedSQLError("LIKE ... ESCAPE is not supported; backslash escapes % and _ by default")
+        like, escape = node.this, node.expression
+        pattern = like.expression if isinstance(like, (exp.Like, exp.ILike)) else None
+        if not (isinstance(pattern, exp.Literal) and pattern.is_string and isinstance(escape, exp.Literal)
+                and escape.is_string):
+            raise UnsupportedSQLError("LIKE ... ESCAPE needs a constant pattern and escape character")
+        if len(escape.this) > 1:
+            raise PlanError(f"the ESCAPE of LIKE must be one character, got '{escape.this}'")
+        # The LIKE kernel escapes with backslash; rewrite the pattern into that form so the
+        # user's escape character means "next character is literal" and backslash is plain text.
+        out, chars, i = [], pattern.this, 0
+        while i < len(chars):
+            ch = chars[i]
+            if escape.this and ch == escape.this and i + 1 < len(chars):
+                i += 1
+                ch = chars[i]
+                out.append("\\" + ch if ch in "%_\\" else ch)
+            else:
+                out.append("\\\\" if ch == "\\" else ch)
+            i += 1
+        bound = self.call("ilike" if isinstance(like, exp.ILike) else "like",
+                          [self.bind(like.this), Literal("".join(out), pa.string())])
+        return self.call("not", [bound]) if like.args.get("negate") else bound
 
     def _bind_between(self, node: exp.Between) -> Expr:
         value = self.bind(node.this)
@@ -264,6 +285,13 @@ class ExprBinder:
         if node.args.get("expression") is not None:
             args.append(self.bind(node.args["expression"]))
         return self.call(name, args)
+
+    def _bind_pad(self, node: exp.Pad) -> Expr:
+        # sqlglot parses both LPAD and RPAD into one Pad node; is_left tells them apart.
+        if node.args.get("fill_pattern") is None:
+            raise UnsupportedSQLError("lpad/rpad need a fill string: lpad(text, width, fill)")
+        args = [self.bind(node.this), self.bind(node.expression), self.bind(node.args["fill_pattern"])]
+        return self.call("lpad" if node.args.get("is_left") else "rpad", args)
 
     def _bind_datetrunc(self, node: exp.Expression) -> Expr:
         unit = node.args.get("unit")

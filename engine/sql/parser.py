@@ -27,25 +27,49 @@ def deep_recursion() -> Iterator[None]:
         sys.setrecursionlimit(previous)
 
 
+_QUOTE_STARTS = frozenset("'\"-/")  # first characters of strings, quoted names and comments
+
+
+def _skip_quoted(sql: str, i: int) -> int | None:
+    """If a string, quoted name or comment starts at ``i``, the offset just past it (-1: never closed)."""
+    ch, n = sql[i], len(sql)
+    if ch in ("'", '"'):
+        end = sql.find(ch, i + 1)
+        while end != -1 and end + 1 < n and sql[end + 1] == ch:  # a doubled quote is an escaped quote
+            end = sql.find(ch, end + 2)
+        return -1 if end == -1 else end + 1
+    if sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return n if end == -1 else end + 1  # a line comment may end the text
+    if sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return -1 if end == -1 else end + 2
+    return None
+
+
+def unclosed_quote(sql: str) -> int | None:
+    """Offset of the first string, quoted name or comment that is never closed, if any.
+
+    sqlglot's tokenizer reports these without a usable position; this finds the spot to point at.
+    """
+    i, n = 0, len(sql)
+    while i < n:
+        after = _skip_quoted(sql, i)
+        if after == -1:
+            return i
+        i = i + 1 if after is None else after
+    return None
+
+
 def nesting_depth(sql: str) -> tuple[int, int]:
     """Deepest parenthesis nesting outside strings and comments, and the offset where it occurs."""
     depth = deepest = where = 0
     i, n = 0, len(sql)
     while i < n:
         ch = sql[i]
-        if ch in ("'", '"'):
-            end = sql.find(ch, i + 1)
-            while end != -1 and end + 1 < n and sql[end + 1] == ch:
-                end = sql.find(ch, end + 2)
-            i = n if end == -1 else end + 1
-            continue
-        if ch == "-" and sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end == -1 else end + 1
-            continue
-        if ch == "/" and sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = n if end == -1 else end + 2
+        after = _skip_quoted(sql, i) if ch in _QUOTE_STARTS else None
+        if after is not None:
+            i = n if after == -1 else after
             continue
         if ch == "(":
             depth += 1
@@ -93,7 +117,13 @@ def parse(sql: str, *, max_nesting: int = 200) -> list[exp.Expression]:
         raise SQLSyntaxError(f"syntax error at line {line}, column {start_col}: {description}\n"
                              f"{caret(sql, line, start_col)}", line=line, col=start_col) from None
     except TokenError as exc:
-        raise SQLSyntaxError(f"syntax error: {exc}", line=1, col=1) from None
+        where = unclosed_quote(sql)
+        if where is None:
+            raise SQLSyntaxError(f"syntax error: {exc}", line=1, col=1) from None
+        line, col = _position(sql, where)
+        opener = sql[where:where + 2] if sql.startswith("/*", where) else sql[where]
+        raise SQLSyntaxError(f"syntax error at line {line}, column {col}: {opener} is never closed\n"
+                             f"{caret(sql, line, col)}", line=line, col=col) from None
     except RecursionError:
         raise SQLSyntaxError("the query is nested too deeply to parse; simplify it", line=1, col=1) from None
     return [s for s in statements if s is not None]

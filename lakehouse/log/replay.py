@@ -51,7 +51,7 @@ def read_commit(storage: Storage, info: FileInfo, *, table: str) -> list[Action]
 
 def read_commits(storage: Storage, infos: list[FileInfo], *, table: str) -> list[list[Action]]:
     """Read several commit files, concurrently when there are many (remote stores)."""
-    if len(infos) <= 4:
+    if len(infos) <= 4 or not storage.parallel_reads:
         return [read_commit(storage, info, table=table) for info in infos]
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(lambda info: read_commit(storage, info, table=table), infos))

@@ -24,10 +24,11 @@ class FileInfo:
     path: str
     size: int
     modified_ms: int
+    name: str = ""  # base name; derived from ``path`` when not given
 
-    @property
-    def name(self) -> str:
-        return posixpath.basename(self.path)
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", posixpath.basename(self.path))
 
 
 class Storage(abc.ABC):
@@ -35,6 +36,8 @@ class Storage(abc.ABC):
 
     #: URL scheme this storage serves (``file``, ``memory``, ``s3``...).
     scheme: str = ""
+    #: Whether many small reads gain from running concurrently (remote object stores).
+    parallel_reads: bool = True
 
     # --- reading ------------------------------------------------------------------
 

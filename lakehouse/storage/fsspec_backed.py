@@ -56,8 +56,8 @@ class FsspecStorage(Storage):
                 entries = self._fs.ls(directory, detail=True)
             except FileNotFoundError:
                 return []
-        except OSError as exc:
-            raise StorageError(f"could not list '{directory}': {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - client errors (botocore, aiohttp) are not OSErrors
+            raise StorageError(f"could not list '{self.to_url(directory)}': {exc}") from exc
         infos = [self._to_info(e) for e in entries if e.get("type") == "file"]
         infos.sort(key=lambda info: info.name)
         return infos
@@ -76,7 +76,7 @@ class FsspecStorage(Storage):
             return self._fs.cat_file(path)
         except FileNotFoundError:
             raise FileNotFoundError(path) from None
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - client errors (botocore, aiohttp) are not OSErrors
             raise StorageError(f"could not read '{self.to_url(path)}': {exc}") from exc
 
     def head(self, path: str) -> FileInfo | None:
@@ -84,7 +84,7 @@ class FsspecStorage(Storage):
             info = self._fs.info(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - client errors (botocore, aiohttp) are not OSErrors
             raise StorageError(f"could not stat '{self.to_url(path)}': {exc}") from exc
         if info.get("type") != "file":
             return None
@@ -93,7 +93,7 @@ class FsspecStorage(Storage):
     def write(self, path: str, data: bytes) -> None:
         try:
             self._fs.pipe_file(path, data)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - client errors (botocore, aiohttp) are not OSErrors
             raise StorageError(f"could not write '{self.to_url(path)}': {exc}") from exc
 
     def write_if_absent(self, path: str, data: bytes) -> None:

@@ -13,8 +13,8 @@ from lakehouse.errors import StorageError
 from lakehouse.storage.base import FileInfo, Storage
 
 
-def _info(path: str, stat: os.stat_result) -> FileInfo:
-    return FileInfo(path=path, size=stat.st_size, modified_ms=stat.st_mtime_ns // 1_000_000)
+def _info(path: str, stat: os.stat_result, name: str = "") -> FileInfo:
+    return FileInfo(path, stat.st_size, stat.st_mtime_ns // 1_000_000, name)
 
 
 class LocalStorage(Storage):
@@ -27,6 +27,7 @@ class LocalStorage(Storage):
     """
 
     scheme = "file"
+    parallel_reads = False  # local reads are fast; a thread pool costs more than it saves
 
     def __init__(self) -> None:
         self._arrow_fs = pafs.LocalFileSystem()
@@ -42,7 +43,7 @@ class LocalStorage(Storage):
         for entry in entries:
             if entry.is_file():
                 try:
-                    infos.append(_info(entry.path, entry.stat()))
+                    infos.append(_info(entry.path, entry.stat(), entry.name))
                 except FileNotFoundError:  # deleted between scandir and stat
                     continue
         infos.sort(key=lambda info: info.name)

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from lakehouse._version import __version__
-from lakehouse.errors import CommitError, LakehouseError, LakehouseWarning, TableAlreadyExistsError
+from lakehouse.errors import (
+    CommitError, CommitOutcomeUnknownError, LakehouseError, LakehouseWarning, TableAlreadyExistsError,
+)
 from lakehouse.log.actions import (
     Action, AddFile, CommitInfo, Metadata, Protocol, RemoveFile, parse_commit, serialize_commit,
 )
@@ -86,12 +88,18 @@ class Commit:
                 version = self._check_winners(log_dir, version)
                 time.sleep(min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.5))
                 continue
-            except (LakehouseError, OSError):
+            except (LakehouseError, OSError) as exc:
                 # Unknown outcome (e.g. the connection dropped after S3 applied the PUT): the
                 # caller would delete our data files, so a commit that did land would point
-                # at missing files. Reading the file back decides; only then give up.
-                if self._is_ours(path):
+                # at missing files. Reading the file back decides.
+                landed = self._landed(path)
+                if landed:
                     break
+                if landed is None:
+                    raise CommitOutcomeUnknownError(
+                        f"table '{self.table}': commit {version} failed ({exc}) and could not be read back, so "
+                        "it may or may not have landed; its data files were kept; read the table to check "
+                        "before writing again") from exc
                 raise
             break
         else:
@@ -100,6 +108,21 @@ class Commit:
                 "nothing was committed, retry later")
         self._after_commit(version)
         return version
+
+    def _landed(self, path: str) -> bool | None:
+        """Did our commit land at ``path``? ``None`` when the store cannot tell us."""
+        try:
+            data = self.storage.read(path)
+        except FileNotFoundError:
+            return False
+        except (LakehouseError, OSError):
+            return None
+        try:
+            actions = parse_commit(data, path)
+        except LakehouseError:
+            return False
+        info = next((a for a in actions if isinstance(a, CommitInfo)), None)
+        return info is not None and info.txn_id == self.txn_id
 
     def _is_ours(self, path: str) -> bool:
         try:
