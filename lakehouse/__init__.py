@@ -8,7 +8,7 @@
 
 from lakehouse._version import __version__
 from lakehouse.errors import (
-    ColumnNotFoundError, CommitConflictError, CommitError, CommitOutcomeUnknownError, CorruptLogError, InvalidFilterError, LakehouseError,
+    ColumnNotFoundError, CommitConflictError, CommitError, CommitOutcomeUnknownError, CorruptLogError, DataFileError, InvalidFilterError, LakehouseError,
     LakehouseWarning, MissingDependencyError, ProtocolError, SchemaError, StorageError, TableAlreadyExistsError,
     TableNotFoundError, TagNotFoundError, UnsafePathError, UnsupportedFeatureError, VersionNotFoundError,
 )
@@ -17,7 +17,7 @@ from lakehouse.snapshot import Snapshot
 from lakehouse.table import Table, create_table, open_table
 
 __all__ = [
-    "ColumnNotFoundError", "CommitConflictError", "CommitError", "CommitOutcomeUnknownError", "CorruptLogError", "InvalidFilterError",
+    "ColumnNotFoundError", "CommitConflictError", "CommitError", "CommitOutcomeUnknownError", "CorruptLogError", "DataFileError", "InvalidFilterError",
     "LakehouseError", "LakehouseWarning", "MissingDependencyError", "ProtocolError", "Scan", "ScanMetrics",
     "SchemaError", "Snapshot", "StorageError", "Table", "TableAlreadyExistsError", "TableNotFoundError",
     "TagNotFoundError", "UnsafePathError", "UnsupportedFeatureError", "VersionNotFoundError", "__version__",

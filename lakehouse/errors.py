@@ -105,6 +105,10 @@ class StorageError(LakehouseError):
     """The storage backend failed (permissions, network, unsupported URL scheme...)."""
 
 
+class DataFileError(StorageError):
+    """A data file the log references is missing or unreadable (deleted, vacuumed, corrupt)."""
+
+
 class MissingDependencyError(LakehouseError):
     """An optional dependency is needed for this call; the message names the pip extra."""
 
@@ -115,6 +119,7 @@ __all__ = [
     "CommitError",
     "CommitOutcomeUnknownError",
     "CorruptLogError",
+    "DataFileError",
     "InvalidFilterError",
     "LakehouseError",
     "LakehouseWarning",

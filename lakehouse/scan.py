@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterator
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lakehouse.errors import ColumnNotFoundError, CorruptLogError
+from lakehouse.errors import ColumnNotFoundError, CorruptLogError, DataFileError
 from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate
 from lakehouse.optional import require
 from lakehouse.partitions import partition_scalar
@@ -141,13 +142,27 @@ class Scan:
 
     # --- terminals ------------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn a data file that vanished or cannot be read into one clear error."""
+        try:
+            yield
+        except (FileNotFoundError, pa.ArrowIOError, OSError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataFileError(
+                f"table '{self.snapshot.location.name}' version {self.snapshot.version}: a data file could not be "
+                f"read ({text}); it may have been deleted or vacuumed; read another version or restore the file"
+            ) from None
+
     def to_arrow(self) -> pa.Table:
         """All matching rows as one Arrow table, files in log order."""
-        return self._scanner().to_table()
+        with self._reading():
+            return self._scanner().to_table()
 
     def to_batches(self, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
         """Matching rows as a stream of record batches (memory bounded by batches)."""
-        yield from self._scanner(batch_size).to_batches()
+        with self._reading():
+            yield from self._scanner(batch_size).to_batches()
 
     def to_reader(self, batch_size: int | None = None) -> pa.RecordBatchReader:
         return self._scanner(batch_size).to_reader()
@@ -162,4 +177,5 @@ class Scan:
 
     def count(self) -> int:
         """Number of matching rows."""
-        return self._scanner().count_rows()
+        with self._reading():
+            return self._scanner().count_rows()

@@ -452,3 +452,17 @@ def test_filter_syntax_error_gives_the_position(three_versions, text, column):
 def test_unsupported_filters_are_explained(three_versions, text, expected):
     with pytest.raises(InvalidFilterError, match=expected):
         three_versions.scan(filter=text).to_arrow()
+
+
+def test_a_missing_data_file_is_one_clear_error(tmp_path):
+    """A file deleted behind the log's back (manual cleanup, a foreign vacuum) is named as such."""
+    import lakehouse
+
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("id", pa.int64())]))
+    table.append(pa.table({"id": [1, 2, 3]}))
+    for path in (tmp_path / "t").glob("*.parquet"):
+        path.unlink()
+    with pytest.raises(lakehouse.DataFileError, match="version 1: a data file could not be read"):
+        table.snapshot().to_arrow()
+    with pytest.raises(lakehouse.DataFileError):
+        list(table.snapshot().scan().to_batches())

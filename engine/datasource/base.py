@@ -55,6 +55,10 @@ class TableSource(abc.ABC):
         """An upper bound on the column's distinct values, when the source knows one."""
         return None
 
+    def column_bounds(self, column: str) -> tuple[float, float] | None:
+        """(min, max) of a numeric or date column as numbers, when the source knows them."""
+        return None
+
     def filter_support(self, predicate: Expr, column_of: dict[int, str]) -> FilterSupport:
         return FilterSupport.UNSUPPORTED
 

@@ -95,6 +95,7 @@ class LakehouseSource(TableSource):
         self.snapshot = snapshot
         self._schema = pa.schema([pa.field(f.name, normalize(f.type), f.nullable) for f in snapshot.schema])
         self._distinct: dict[str, float | None] = {}
+        self._bounds: dict[str, tuple[float, float] | None] = {}
 
     @property
     def schema(self) -> pa.Schema:
@@ -102,6 +103,26 @@ class LakehouseSource(TableSource):
 
     def statistics(self) -> SourceStatistics:
         return SourceStatistics(self.snapshot.num_records, self.snapshot.size_bytes)
+
+    def column_bounds(self, column: str) -> tuple[float, float] | None:
+        """Bounds from the log's per-file min/max (dates as day numbers)."""
+        if column in self._bounds:
+            return self._bounds[column]
+        bounds = None
+        dtype = self._schema.field(column).type
+        numeric = pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype) \
+            or pa.types.is_date(dtype)
+        if numeric and column not in self.snapshot.partition_columns:
+            from lakehouse.skipping import FileStats
+
+            stats = FileStats(self.snapshot.files, self.snapshot.schema, self.snapshot.partition_columns).stats(column)
+            low, high = stats.get("min"), stats.get("max")
+            if low is not None and high is not None and len(low) and not low.null_count and not high.null_count:
+                as_number = (lambda a: a.cast(pa.int32()).cast(pa.float64())) if pa.types.is_date(dtype) else (
+                    lambda a: a.cast(pa.float64()))
+                bounds = (pc.min(as_number(low)).as_py(), pc.max(as_number(high)).as_py())
+        self._bounds[column] = bounds
+        return bounds
 
     def distinct_estimate(self, column: str) -> float | None:
         """For integer and date columns, max - min + 1 over the files' stats bounds the distinct count."""

@@ -9,7 +9,7 @@ left. Conditions are re-attached by the pushdown rule that runs afterwards.
 
 from __future__ import annotations
 
-from engine.logical.expr import Call, ColumnRef, Expr, column_ids, conjunction, conjuncts, walk
+from engine.logical.expr import Call, ColumnRef, Expr, Literal, column_ids, conjunction, conjuncts, walk
 from engine.logical.plan import Aggregate, Filter, Join, Limit, Plan, Project, Scan, TopN, Values
 
 _DEFAULT_ROWS = 1_000_000.0
@@ -29,14 +29,61 @@ def _selectivity(predicate: Expr) -> float:
     return estimate
 
 
+def _as_number(value: object) -> float | None:
+    import datetime as dt
+    import decimal
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return float(value)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return float((value - dt.date(1970, 1, 1)).days)
+    return None
+
+
+def _scan_selectivity(scan: Scan, predicates: list[Expr]) -> float:
+    """Selectivity of a scan's conditions; ranges on one column use the column's min/max."""
+    column_of = scan.column_of()
+    ranges: dict[str, list[float | None]] = {}
+    estimate = 1.0
+    for part in [c for p in predicates for c in conjuncts(p)]:
+        if isinstance(part, Call) and part.name in ("lt", "lte", "gt", "gte") and len(part.args) == 2:
+            left, right = part.args
+            name = part.name
+            if isinstance(right, ColumnRef) and isinstance(left, Literal):
+                left, right = right, left
+                name = {"lt": "gt", "lte": "gte", "gt": "lt", "gte": "lte"}[name]
+            if isinstance(left, ColumnRef) and isinstance(right, Literal) and left.id in column_of:
+                value = _as_number(right.value)
+                bounds = scan.source.column_bounds(column_of[left.id])
+                if value is not None and bounds is not None:
+                    low_high = ranges.setdefault(column_of[left.id], [bounds[0], bounds[1]])
+                    if name in ("gt", "gte"):
+                        low_high[0] = max(low_high[0], value)  # type: ignore[type-var]
+                    else:
+                        low_high[1] = min(low_high[1], value)  # type: ignore[type-var]
+                    continue
+        estimate *= _selectivity(part)
+    for column, (low, high) in ranges.items():
+        lo, hi = scan.source.column_bounds(column)  # type: ignore[misc]
+        width = hi - lo
+        estimate *= 1.0 if width <= 0 else min(1.0, max(0.0, (high - low) / width))  # type: ignore[operator]
+    return estimate
+
+
 def estimate_rows(plan: Plan) -> float:
     """A rough output row count; good enough to order joins."""
     if isinstance(plan, Scan):
         rows = plan.source.statistics().num_rows
         base = float(rows) if rows is not None else _DEFAULT_ROWS
-        for f in plan.filters:
-            base *= _selectivity(f)
-        return max(base, 1.0)
+        return max(base * _scan_selectivity(plan, list(plan.filters)), 1.0)
+    if isinstance(plan, Filter) and isinstance(plan.input, Scan):
+        scan = plan.input
+        rows = scan.source.statistics().num_rows
+        base = float(rows) if rows is not None else _DEFAULT_ROWS
+        extra = [p for p in conjuncts(plan.predicate) if p not in scan.filters]
+        return max(base * _scan_selectivity(scan, list(scan.filters) + extra), 1.0)
     if isinstance(plan, Filter):
         return max(estimate_rows(plan.input) * _selectivity(plan.predicate), 1.0)
     if isinstance(plan, Project):

@@ -324,10 +324,12 @@ class Binder:
                 raise PlanError(f"column '{expr.name}' must appear in the GROUP BY clause or be used in an "
                                 "aggregate function")
             if isinstance(expr, SubqueryExpr):
-                if expr.arg is not None:
-                    return SubqueryExpr(expr.kind, expr.plan, expr.output, expr.correlation, lift(expr.arg),
-                                        expr.type, expr.empty_value)
-                return expr
+                # The subquery is joined above the aggregation, so the outer columns it correlates
+                # on are lifted too (they must be GROUP BY keys, like any other column there).
+                correlation = tuple(lift(c) for c in expr.correlation)
+                arg = lift(expr.arg) if expr.arg is not None else None
+                return SubqueryExpr(expr.kind, expr.plan, expr.output, correlation, arg, expr.type,
+                                    expr.empty_value)
             children = expr.children()
             if not children:
                 return expr
@@ -416,8 +418,12 @@ class Binder:
         alias = alias_node.name if alias_node is not None and alias_node.name else None
         column_aliases = [c.name for c in alias_node.columns] if alias_node is not None and alias_node.columns else None
         if isinstance(node, exp.Table):
-            if node.args.get("joins") or isinstance(node.this, exp.Anonymous):
-                raise UnsupportedSQLError(f"table function '{node.sql()[:60]}' is not supported")
+            if node.args.get("joins") or isinstance(node.this, exp.Func):
+                raise UnsupportedSQLError(f"table function '{node.this.sql(dialect='duckdb')[:60]}' is not supported")
+            if node.args.get("when") is not None:
+                # Other dialects' time travel (AT (VERSION => n)): refuse rather than read the latest.
+                raise UnsupportedSQLError(f"'{node.args['when'].sql()[:60]}' is not supported; "
+                                          "use VERSION AS OF n or TIMESTAMP AS OF '...'")
             name = node.name
             parts = [p.name for p in node.parts] if not node.this.args.get("quoted") else [name]
             key = ".".join(parts)

@@ -322,7 +322,10 @@ class ExprBinder:
 
     # --- aggregates and windows ------------------------------------------------------------
 
-    def _aggregate_call(self, name: str, node: exp.Expression, filter_: exp.Expression | None = None) -> AggregateCall:
+    def _aggregate_call(self, name: str, node: exp.Expression, filter_: exp.Expression | None = None, *,
+                        over_window: bool = False) -> AggregateCall:
+        """``over_window``: the aggregate of a window (``sum(sum(x)) OVER ()``), whose argument may be
+        a grouped aggregate where the query aggregates, since windows run after grouping."""
         distinct = False
         target = node.this if not isinstance(node, exp.Anonymous) else (node.expressions[0] if node.expressions else None)
         if isinstance(target, exp.Distinct):
@@ -330,7 +333,8 @@ class ExprBinder:
             if len(target.expressions) != 1:
                 raise UnsupportedSQLError(f"{name}(DISTINCT ...) with several arguments is not supported")
             target = target.expressions[0]
-        inner = ExprBinder(self.binder, self.scope, aliases=self.aliases)
+        inner = ExprBinder(self.binder, self.scope, allow_aggregates=over_window and self.allow_aggregates,
+                           aliases=self.aliases)
         args: list[Expr] = []
         if name == "count" and (target is None or isinstance(target, exp.Star)):
             func = aggregate("count_star")
@@ -353,7 +357,7 @@ class ExprBinder:
         for arg in args:
             from engine.logical.expr import walk
 
-            if any(isinstance(n, (AggregateCall, WindowCall)) for n in walk(arg)):
+            if any(isinstance(n, WindowCall if over_window else (AggregateCall, WindowCall)) for n in walk(arg)):
                 raise PlanError(f"aggregate {name}() cannot contain another aggregate or window function")
         if args:
             cast_to = func.input_type(args[0].type)
@@ -395,7 +399,7 @@ class ExprBinder:
             result = _window_type(name, args)
             call = WindowCall(name, tuple(args), partition, order, frame, result)
         else:
-            agg = inner._aggregate_call(name, func_node)
+            agg = inner._aggregate_call(name, func_node, over_window=True)
             call = WindowCall(agg.func, agg.args, partition, order, frame, agg.type)
             if agg.distinct:
                 raise UnsupportedSQLError("DISTINCT aggregates over a window are not supported")
@@ -428,7 +432,11 @@ def _bound(value: Any, side: Any) -> tuple[int | None, bool]:
         return None, True
     if text == "CURRENT ROW":
         return 0, False
-    amount = int(value.this) if isinstance(value, exp.Literal) else int(str(value))
+    try:
+        amount = int(value.this) if isinstance(value, exp.Literal) else int(str(value))
+    except ValueError:  # 10.5, INTERVAL '7' DAY, a column...: frames hold integer offsets only
+        raise UnsupportedSQLError(f"window frame offset '{value.sql(dialect='duckdb')}' is not supported; "
+                                  "use a non-negative integer constant") from None
     return (-amount if str(side).lower() == "preceding" else amount), False
 
 

@@ -24,6 +24,9 @@ class ScanOp(Operator):
                                   batch_size=self.context.batch_size)
         names = [column_name(f.id) for f in self.fields]
         schema = self.schema
+        # Sources know files/bytes when the scan is planned; record them before reading so a
+        # LIMIT that stops early still reports them.
+        self.metrics.extra.update(getattr(stream, "metrics", {}) or {})
         for batch in stream:
             if batch.num_columns != len(names):
                 batch = batch.select(list(self.columns))

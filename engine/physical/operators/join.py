@@ -23,6 +23,9 @@ from engine.physical.operators.base import ExecutionContext, Operator, table_bat
 
 _ACERO_KIND = {"inner": "inner", "left": "left outer", "right": "right outer", "full": "full outer",
                "semi": "left semi", "anti": "left anti"}
+# Join types as seen with the inputs exchanged (probe <-> build).
+_SWAPPED = {"inner": "inner", "left": "right outer", "right": "left outer", "full": "full outer",
+            "semi": "right semi", "anti": "right anti"}
 _LEFT_ID, _RIGHT_ID = "__left_row", "__right_row"
 
 
@@ -92,19 +95,34 @@ class JoinOp(Operator):
 
     def _hash_join(self, left: pa.Table, right: pa.Table, keys: list[tuple[Expr, Expr]],
                    residual: pc.Expression | None, kind: str | None = None) -> pa.Table:
-        left_out = [n for n in left.column_names]
-        right_out = [n for n in right.column_names]
+        """Arrow hash join, building the hash table on the smaller input."""
+        kind = kind or self.kind
+        left_out, right_out = list(left.column_names), list(right.column_names)
         left, left_keys = self._with_keys(left, [k[0] for k in keys], "__lk")
         right, right_keys = self._with_keys(right, [k[1] for k in keys], "__rk")
-        join_kind = _ACERO_KIND[kind or self.kind]
-        options = acero.HashJoinNodeOptions(
-            join_kind, left_keys=left_keys, right_keys=right_keys, left_output=left_out,
-            right_output=right_out if join_kind not in ("left semi", "left anti") else [],
-            filter_expression=residual)
+        swap = left.num_rows < right.num_rows and kind in _SWAPPED
+        if swap:
+            # Arrow builds on its right input: hand it the smaller table and mirror the join type.
+            join_type = _SWAPPED[kind]
+            options = acero.HashJoinNodeOptions(
+                join_type, left_keys=right_keys, right_keys=left_keys,
+                left_output=right_out if join_type not in ("right semi", "right anti") else [],
+                right_output=left_out, filter_expression=residual)
+            inputs = [right, left]
+        else:
+            join_type = _ACERO_KIND[kind]
+            options = acero.HashJoinNodeOptions(
+                join_type, left_keys=left_keys, right_keys=right_keys, left_output=left_out,
+                right_output=right_out if join_type not in ("left semi", "left anti") else [],
+                filter_expression=residual)
+            inputs = [left, right]
         plan = acero.Declaration("hashjoin", options, inputs=[
-            acero.Declaration("table_source", acero.TableSourceNodeOptions(left)),
-            acero.Declaration("table_source", acero.TableSourceNodeOptions(right))])
-        return plan.to_table(use_threads=True)
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(t)) for t in inputs])
+        out = plan.to_table(use_threads=True)
+        if swap:
+            wanted = left_out + ([] if kind in ("semi", "anti") else right_out)
+            out = out.select(wanted)
+        return out
 
     # --- match pairs -----------------------------------------------------------------------
 
