@@ -27,6 +27,8 @@ _ACERO_KIND = {"inner": "inner", "left": "left outer", "right": "right outer", "
 _SWAPPED = {"inner": "inner", "left": "right outer", "right": "left outer", "full": "full outer",
             "semi": "right semi", "anti": "right anti"}
 _LEFT_ID, _RIGHT_ID = "__left_row", "__right_row"
+# Build sides up to this many rows are joined with a streamed probe side.
+_STREAM_BUILD_ROWS = 2_000_000
 
 
 def split_condition(condition: Expr | None, left_ids: set[int], right_ids: set[int]
@@ -60,10 +62,19 @@ class JoinOp(Operator):
 
     def execute(self) -> Iterator[pa.RecordBatch]:
         right = self.collect_input(self.children[1], "join build side")
-        left = self.collect_input(self.children[0], "join probe side")
         left_ids = {f.id for f in self.children[0].fields}
         right_ids = {f.id for f in self.children[1].fields}
         keys, residual = split_condition(self.condition, left_ids, right_ids)
+        self.metrics.extra["build_rows"] = right.num_rows
+        arrow_residual = to_arrow_expression(residual) if residual is not None else None
+        streamable = self.kind in _ACERO_KIND and keys and (residual is None or arrow_residual is not None) \
+            and not (self.kind == "anti" and self.null_aware) and right.num_rows <= _STREAM_BUILD_ROWS
+        if streamable:
+            # The build side is small: stream the probe side through the hash join, so memory
+            # holds the build table and one batch, never the whole probe input.
+            yield from self._streaming_hash_join(right, keys, arrow_residual)
+            return
+        left = self.collect_input(self.children[0], "join probe side")
         if self.kind == "single":
             out = self._single(left, right)
         elif self.kind == "anti" and self.null_aware:
@@ -71,13 +82,43 @@ class JoinOp(Operator):
         elif self.kind == "mark":
             out = self._mark(left, right, keys, residual)
         else:
-            arrow_residual = to_arrow_expression(residual) if residual is not None else None
             if keys and (residual is None or arrow_residual is not None) and self.kind != "cross":
                 out = self._hash_join(left, right, keys, arrow_residual)
             else:
                 out = self._from_pairs(left, right, self._pairs(left, right, keys, residual))
-        self.metrics.extra["build_rows"] = right.num_rows
         yield from table_batches(self.conform(out), self.context.batch_size)
+
+    def _streaming_hash_join(self, right: pa.Table, keys: list[tuple[Expr, Expr]],
+                             residual: pc.Expression | None) -> Iterator[pa.RecordBatch]:
+        probe = self.children[0]
+        right_out = list(right.column_names)
+        right, right_keys = self._with_keys(right, [k[1] for k in keys], "__rk")
+        left_exprs = [k[0] for k in keys]
+        left_keys = [column_name(e.id) if isinstance(e, ColumnRef) else f"__lk{i}" for i, e in enumerate(left_exprs)]
+        computed = [(i, e) for i, e in enumerate(left_exprs) if not isinstance(e, ColumnRef)]
+        left_schema = probe.schema
+        for i, e in computed:
+            left_schema = left_schema.append(pa.field(f"__lk{i}", e.type))
+
+        def probe_batches() -> Iterator[pa.RecordBatch]:
+            for batch in probe.run():
+                for i, e in computed:
+                    batch = batch.append_column(f"__lk{i}", evaluate_array(e, batch))
+                yield batch
+
+        join_type = _ACERO_KIND[self.kind]
+        options = acero.HashJoinNodeOptions(
+            join_type, left_keys=left_keys, right_keys=right_keys, left_output=list(probe.schema.names),
+            right_output=right_out if join_type not in ("left semi", "left anti") else [],
+            filter_expression=residual)
+        reader = pa.RecordBatchReader.from_batches(left_schema, probe_batches())
+        plan = acero.Declaration("hashjoin", options, inputs=[
+            acero.Declaration("record_batch_reader_source", acero.RecordBatchReaderSourceNodeOptions(reader)),
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(right))])
+        schema = self.schema
+        for batch in plan.to_reader(use_threads=True):
+            if batch.num_rows:
+                yield pa.RecordBatch.from_arrays(batch.columns, schema=schema) if batch.schema != schema else batch
 
     # --- hash join ---------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Property-based tests (hypothesis): model checking, replay equivalence, skipping safety."""
