@@ -339,17 +339,11 @@ def test_within_memory_limit_streaming_queries_still_run(tight):
     assert tight.sql("select count(*) as n from a join b on x = y").to_arrow().column("n").to_pylist() == [5000]
 
 
-@pytest.mark.xfail(strict=True, raises=ResourcesExhaustedError, reason=(
-    "AggregateOp._inputs concatenates every input batch before aggregating, even with no GROUP BY, "
-    "so sum() over 2.4 MB fails a 1 MiB budget although it needs one running value"))
 def test_ungrouped_aggregate_streams_under_the_memory_limit(tight):
     total = tight.sql("select sum(v) as s, count(*) as n from big").to_arrow()
     assert total.column("n").to_pylist() == [300_000] and 0 < total.column("s")[0].as_py() < 300_000
 
 
-@pytest.mark.xfail(strict=True, raises=ResourcesExhaustedError, reason=(
-    "JoinOp.execute calls collect_input on the probe (left) side too ('join probe side needs 2 MiB'), "
-    "so a join of a big table with a 2-row table fails a 1 MiB budget; only the build side needs memory"))
 def test_hash_join_streams_its_probe_side(tight):
     n = tight.sql("select count(*) as n from big join small on v = k").to_arrow().column("n").to_pylist()
     assert n == [0]

@@ -46,6 +46,9 @@ class AggregateOp(Operator):
         return pa.concat_tables(batches)
 
     def execute(self) -> Iterator[pa.RecordBatch]:
+        if self._decomposable():
+            yield from table_batches(self.conform(self._two_phase()), self.context.batch_size)
+            return
         table = self._inputs()
         keys = [f"k{i}" for i in range(len(self.groups))]
         specs = []
@@ -82,6 +85,71 @@ class AggregateOp(Operator):
             pa.table({"_": pa.nulls(n, pa.null())}).select([])
         yield from table_batches(self.conform(out), self.context.batch_size) if out.num_columns else iter(())
 
+    # --- two-phase aggregation -------------------------------------------------------------
+
+    def _decomposable(self) -> bool:
+        return bool(self.aggregates) and all(
+            not call.distinct and aggregate(call.func).name in _PARTIALS for call in self.aggregates)
+
+    def _partial_specs(self) -> list[tuple[int, str]]:
+        """(aggregate index, partial kind) for every partial aggregate, in a fixed order."""
+        return [(i, kind) for i, call in enumerate(self.aggregates) for kind in _PARTIALS[aggregate(call.func).name]]
+
+    def _partial(self, batches: list[pa.RecordBatch], specs: list[tuple[int, str]]) -> pa.Table:
+        """Phase one over one chunk: keys ``k*`` and one column ``s<j>`` per partial."""
+        chunk = pa.Table.from_batches(batches, schema=self.children[0].schema)
+        keys = [f"k{i}" for i in range(len(self.groups))]
+        columns = [evaluate_array(g, chunk) for g in self.groups]
+        values = {i: evaluate_array(call.args[0], chunk) if call.args else pa.nulls(chunk.num_rows, pa.int8())
+                  for i, call in enumerate(self.aggregates)}
+        names = keys + [f"s{j}" for j in range(len(specs))]
+        inputs = pa.table(columns + [values[i] for i, _ in specs], names=names)
+        result = inputs.group_by(keys, use_threads=True).aggregate(
+            [(f"s{j}", _KERNEL[kind], _partial_options(kind)) for j, (_, kind) in enumerate(specs)])
+        return result.select(keys + [f"s{j}_{_KERNEL[kind]}" for j, (_, kind) in enumerate(specs)]).rename_columns(names)
+
+    def _two_phase(self) -> pa.Table:
+        """Aggregate each chunk of ~1M rows, then combine the partial results.
+
+        Memory holds one chunk plus one partial row per group, never the whole input.
+        """
+        specs = self._partial_specs()
+        keys = [f"k{i}" for i in range(len(self.groups))]
+        partials: list[pa.Table] = []
+        pending: list[pa.RecordBatch] = []
+        pending_rows = pending_bytes = held = 0
+        chunk_bytes = max(1, self.context.memory_limit // 4)
+        for batch in self.children[0].run():
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            pending_bytes += batch.nbytes
+            if pending_rows >= _CHUNK_ROWS or pending_bytes >= chunk_bytes:
+                partials.append(self._partial(pending, specs))
+                held += partials[-1].nbytes
+                self.context.check_memory("aggregation state", held)
+                pending, pending_rows, pending_bytes = [], 0, 0
+        if pending or not partials:
+            partials.append(self._partial(pending, specs))
+        merged = pa.concat_tables(partials) if len(partials) > 1 else partials[0]
+        if len(partials) > 1:
+            combined = merged.group_by(keys, use_threads=True).aggregate(
+                [(f"s{j}", _COMBINE[kind], _combine_options(kind)) for j, (_, kind) in enumerate(specs)])
+            merged = combined.select(keys + [f"s{j}_{_COMBINE[kind]}" for j, (_, kind) in enumerate(specs)]
+                                     ).rename_columns(keys + [f"s{j}" for j in range(len(specs))])
+        out = [merged.column(k) for k in keys]
+        for i, call in enumerate(self.aggregates):
+            part = {kind: merged.column(f"s{j}") for j, (index, kind) in enumerate(specs) if index == i}
+            name = aggregate(call.func).name
+            if name == "avg":
+                count = part["count"]
+                out.append(pc.divide(part["sum"].cast(pa.float64()),
+                                     pc.if_else(pc.equal(count, 0), pa.scalar(None, count.type), count)))
+            elif name in ("count", "count_star"):
+                out.append(pc.fill_null(part["count" if name == "count" else "count_rows"], 0))
+            else:
+                out.append(next(iter(part.values())))
+        return pa.table(out, names=[f"c{i}" for i in range(len(out))])
+
     @staticmethod
     def _separator(call: AggregateCall) -> str:
         if len(call.args) > 1 and hasattr(call.args[1], "value"):
@@ -102,6 +170,30 @@ class AggregateOp(Operator):
         joined = key_table.append_column("__order", pa.array(range(key_table.num_rows))).join(
             grouped, keys, join_type="left outer").sort_by("__order")
         return joined.column(f"{column}_{func.arrow}")
+
+
+# How each decomposable aggregate splits into partial aggregates (Arrow kernel names), and
+# how partials of one kind combine. count(*) counts every row of a placeholder column.
+_PARTIALS = {"sum": ("sum",), "count": ("count",), "count_star": ("count_rows",), "min": ("min",),
+             "max": ("max",), "avg": ("sum", "count"), "bool_and": ("all",), "bool_or": ("any",)}
+_KERNEL = {"sum": "sum", "count": "count", "count_rows": "count", "min": "min", "max": "max", "all": "all",
+           "any": "any"}
+_COMBINE = {"sum": "sum", "count": "sum", "count_rows": "sum", "min": "min", "max": "max", "all": "all",
+            "any": "any"}
+_CHUNK_ROWS = 1 << 20
+
+
+def _partial_options(kind: str) -> pc.FunctionOptions:
+    if kind == "count":
+        return pc.CountOptions(mode="only_valid")
+    if kind == "count_rows":
+        return pc.CountOptions(mode="all")  # every row of the placeholder column
+    return pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
+
+
+def _combine_options(kind: str) -> pc.FunctionOptions:
+    counting = kind in ("count", "count_rows")
+    return pc.ScalarAggregateOptions(skip_nulls=True, min_count=0 if counting else 1)
 
 
 def _join_lists(column: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
