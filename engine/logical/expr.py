@@ -196,22 +196,31 @@ def column_ids(expr: Expr) -> set[int]:
 
 
 def conjuncts(expr: Expr | None) -> list[Expr]:
-    """Split a predicate on AND."""
+    """Split a predicate on AND (iteratively, in order)."""
     if expr is None:
         return []
-    if isinstance(expr, Call) and expr.name == "and":
-        return [c for arg in expr.args for c in conjuncts(arg)]
-    return [expr]
+    parts: list[Expr] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call) and node.name == "and":
+            stack.extend(reversed(node.args))
+        else:
+            parts.append(node)
+    return parts
 
 
 def conjunction(parts: list[Expr]) -> Expr | None:
     """AND the parts together (``None`` for none)."""
     if not parts:
         return None
-    result = parts[0]
-    for part in parts[1:]:
-        result = Call("and", (result, part), pa.bool_())
-    return result
+    # Balanced, so thousands of conditions stay shallow for every recursive pass.
+    while len(parts) > 1:
+        paired = [Call("and", (parts[i], parts[i + 1]), pa.bool_()) for i in range(0, len(parts) - 1, 2)]
+        if len(parts) % 2:
+            paired.append(parts[-1])
+        parts = paired
+    return parts[0]
 
 
 def is_true_literal(expr: Expr) -> bool:

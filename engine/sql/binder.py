@@ -18,7 +18,8 @@ from sqlglot import expressions as exp
 
 from engine.errors import PlanError, UnsupportedSQLError
 from engine.logical.expr import (
-    AggregateCall, Call, ColumnRef, Expr, Field, Literal, SortKey, WindowCall, column_ids, conjuncts, transform, walk,
+    AggregateCall, Call, ColumnRef, Expr, Field, Literal, SortKey, WindowCall, column_ids, conjunction, conjuncts,
+    transform, walk,
 )
 from engine.logical.plan import Aggregate, Join, Limit, Plan, Project, Scan, SetOp, Sort, Values, Window
 from engine.sql.expressions import ExprBinder
@@ -127,11 +128,9 @@ class Binder:
                     correlation.conditions.append(bound)
                 else:
                     kept.append(bound)
-            if kept:
-                predicate = kept[0]
-                for part in kept[1:]:
-                    predicate = Call("and", (predicate, part), pa.bool_())
-                plan = plan_filter(plan, ExprBinder.coerce(predicate, pa.bool_()), self.new_field)
+            predicate = conjunction([ExprBinder.coerce(part, pa.bool_()) for part in kept])
+            if predicate is not None:
+                plan = plan_filter(plan, predicate, self.new_field)
 
         # SELECT list (stars expanded), bound over the FROM scope
         items = self._select_items(sel, scope)
@@ -571,11 +570,19 @@ class Binder:
 
 
 def _ast_conjuncts(node: exp.Expression) -> list[exp.Expression]:
-    if isinstance(node, exp.And):
-        return _ast_conjuncts(node.this) + _ast_conjuncts(node.expression)
-    if isinstance(node, exp.Paren) and isinstance(node.this, exp.And):
-        return _ast_conjuncts(node.this)
-    return [node]
+    """The AND-ed parts of a condition, in order (iterative: chains can be thousands long)."""
+    parts: list[exp.Expression] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, exp.Paren) and isinstance(current.this, exp.And):
+            current = current.this
+        if isinstance(current, exp.And):
+            stack.append(current.expression)
+            stack.append(current.this)
+        else:
+            parts.append(current)
+    return parts
 
 
 def _rename(names: list[str], aliases: list[str] | None, what: str) -> list[str]:

@@ -66,6 +66,8 @@ class ExprBinder:
     # --- entry ----------------------------------------------------------------------------
 
     def bind(self, node: exp.Expression) -> Expr:
+        if isinstance(node, (exp.And, exp.Or)):
+            return self._bind_chain(node)
         method: Callable[[Any], Expr] | None = getattr(self, f"_bind_{type(node).__name__.lower()}", None)
         if method is not None:
             return method(node)
@@ -81,6 +83,31 @@ class ExprBinder:
         if isinstance(node, exp.Func):
             return self._bind_function(node)
         raise UnsupportedSQLError(f"'{node.sql(dialect='duckdb')[:80]}' ({type(node).__name__}) is not supported")
+
+    def _bind_chain(self, node: exp.Expression) -> Expr:
+        """AND/OR chains, flattened without recursion and rebuilt balanced.
+
+        ``a OR b OR c ...`` parses as a left-deep tree as deep as the list is long (5,000 terms
+        would overflow every recursive pass after this one); a balanced tree has depth log2(n).
+        """
+        kind = type(node)
+        operands: list[exp.Expression] = []
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if type(current) is kind:
+                stack.append(current.expression)
+                stack.append(current.this)
+            else:
+                operands.append(current)
+        name = "and" if kind is exp.And else "or"
+        bound = [self.coerce(self.bind(operand), pa.bool_()) for operand in operands]
+        while len(bound) > 1:
+            paired = [self.call(name, [bound[i], bound[i + 1]]) for i in range(0, len(bound) - 1, 2)]
+            if len(bound) % 2:
+                paired.append(bound[-1])
+            bound = paired
+        return bound[0]
 
     # --- typing helpers -----------------------------------------------------------------
 
