@@ -67,6 +67,9 @@ class ProjectOp(Operator):
     def execute(self) -> Iterator[pa.RecordBatch]:
         schema = self.schema
         for batch in self.children[0].run():
+            if not self.exprs:
+                yield batch.select([])  # no columns, but the row count still matters (count(*), EXISTS)
+                continue
             arrays = []
             for expr, f in zip(self.exprs, self.fields):
                 value = evaluate_array(expr, batch)

@@ -176,8 +176,9 @@ class WindowOp(Operator):
         counts = prefix_count[end] - prefix_count[start]
         if name == "count":
             return pa.array(counts, pa.int64())
+        numeric = pa.types.is_integer(values.type) or pa.types.is_floating(values.type) or pa.types.is_decimal(values.type)
         numbers = np.asarray(pc.fill_null(values.cast(pa.float64()), 0).to_numpy(zero_copy_only=False), dtype=np.float64) \
-            if name in ("sum", "avg", "min", "max") and not pa.types.is_string(values.type) else None
+            if numeric and name in ("sum", "avg") or pa.types.is_floating(values.type) else None
         if name in ("sum", "avg"):
             prefix = np.concatenate([[0.0], np.cumsum(numbers)])
             sums = prefix[end] - prefix[start]
@@ -186,8 +187,16 @@ class WindowOp(Operator):
             return out.cast(call.type) if not pa.types.is_decimal(call.type) else pc.round(
                 out, call.type.scale).cast(call.type)
         if name in ("min", "max"):
-            if numbers is None:
-                raise UnsupportedSQLError(f"window {name}() over text is not supported")
-            extreme, found = frame_extreme(numbers, valid, start, end, name == "max")
-            return pa.array(extreme, pa.float64(), mask=~found).cast(call.type)
+            if pa.types.is_floating(values.type):
+                extreme, found = frame_extreme(numbers, valid, start, end, name == "max")
+                return pa.array(extreme, pa.float64(), mask=~found).cast(call.type)
+            # Any other orderable type (ints beyond 2**53, decimals, dates, text): work on dense
+            # ranks, which order exactly like the values, then map the winning rank back.
+            ranks = pc.rank(values, sort_keys="ascending", tiebreaker="dense")  # NULLs rank last
+            rank_numbers = np.asarray(ranks.to_numpy(zero_copy_only=False), dtype=np.float64)
+            extreme, found = frame_extreme(rank_numbers, valid, start, end, name == "max")
+            row_of_rank = np.zeros(int(rank_numbers.max(initial=0)) + 1, dtype=np.int64)
+            row_of_rank[rank_numbers.astype(np.int64)] = np.arange(len(rank_numbers))
+            picked = values.take(pa.array(row_of_rank[np.where(found, extreme, 0).astype(np.int64)]))
+            return pc.if_else(pa.array(found), picked, pa.scalar(None, values.type)).cast(call.type)
         raise UnsupportedSQLError(f"{name}() is not supported as a window function")
