@@ -393,8 +393,15 @@ def power(base: Value, exponent: Value, *, result: pa.DataType) -> Value:
     return pc.power(base, exponent)
 
 
-@register("sign", _unary_numeric, min_args=1, max_args=1)
+def _sign_signature(types: Sequence[pa.DataType], op: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
+    _unary_numeric(types, op)  # type check only: -1/0/1 need no decimal digits (DuckDB: TINYINT)
+    return [None], types[0] if pa.types.is_floating(types[0]) else pa.int8()
+
+
+@register("sign", _sign_signature, min_args=1, max_args=1)
 def sign(value: Value, *, result: pa.DataType) -> Value:
+    if pa.types.is_decimal(value.type):
+        value = value.cast(pa.float64())  # exact for the sign; Arrow has no decimal sign kernel
     return pc.sign(value).cast(result)
 
 

@@ -62,6 +62,8 @@ def rtrim(text: Value, chars: Value | None = None, *, result: pa.DataType) -> Va
 
 @register("replace", _strings(0, 1, 2), min_args=3, max_args=3)
 def replace(text: Value, old: Value, new: Value, *, result: pa.DataType) -> Value:
+    if old.as_py() == "":
+        return text  # DuckDB: nothing to replace (and Arrow's kernel never returns on an empty pattern)
     return pc.replace_substring(text, old.as_py(), new.as_py())
 
 
@@ -87,7 +89,13 @@ def contains(text: Value, needle: Value, *, result: pa.DataType) -> Value:
 
 @register("strpos", _strings(0, 1, result=pa.int64()), min_args=2, max_args=2, aliases=("instr", "position"))
 def strpos(text: Value, needle: Value, *, result: pa.DataType) -> Value:
-    return pc.add(pc.find_substring(text, needle.as_py()), 1).cast(pa.int64())
+    """1-based position in characters, 0 when absent (Arrow's find_substring counts bytes)."""
+    pattern = needle.as_py()
+    found = pc.find_substring(text, pattern)
+    if pattern == "":
+        return pc.add(found, 1).cast(pa.int64())
+    before = pc.list_element(pc.split_pattern(text, pattern, max_splits=1), 0)
+    return pc.if_else(pc.less(found, 0), 0, pc.add(pc.utf8_length(before), 1)).cast(pa.int64())
 
 
 @register("substring", _strings(0), min_args=2, max_args=3, aliases=("substr",))
@@ -95,6 +103,10 @@ def substring(text: Value, start: Value, count: Value | None = None, *, result: 
     """SQL SUBSTRING: 1-based; a start before 1 eats into the count (DuckDB)."""
     first, n = _scalar_int(start), _scalar_int(count) if count is not None else None
     if first is None or (count is not None and n is None):
+        return _substring_rows(text, start, count)
+    if n is not None and n < 0:  # rare: the row-wise path implements DuckDB's negative counts
+        if isinstance(text, pa.Scalar):
+            return _substring_rows(pa.array([text.as_py()], pa.string()), start, count)[0]
         return _substring_rows(text, start, count)
     if first > 0:
         begin = first - 1
@@ -121,6 +133,11 @@ def _substring_rows(text: Value, start: Value, count: Value | None) -> Value:
         if t is None or s is None or (count is not None and c is None):
             out.append(None)
             continue
+        if c is not None and c < 0:
+            # DuckDB: a negative count takes the -c characters before the start position.
+            at = s if s > 0 else (len(t) + s + 1 if s < 0 else 0)
+            out.append(t[max(0, at + c - 1):max(0, at - 1)])
+            continue
         begin = s - 1 if s > 0 else (0 if s == 0 else len(t) + s)
         stop = len(t) if c is None else (s - 1 + c if s > 0 else (c - 1 if s == 0 else begin + c))
         out.append(t[max(0, begin):max(0, stop)])
@@ -129,13 +146,17 @@ def _substring_rows(text: Value, start: Value, count: Value | None) -> Value:
 
 @register("left", _strings(0), min_args=2, max_args=2)
 def left(text: Value, count: Value, *, result: pa.DataType) -> Value:
-    return pc.utf8_slice_codeunits(text, 0, max(0, count.as_py()))
+    # A negative count keeps all but the last -count characters (DuckDB), which is a negative stop.
+    return pc.utf8_slice_codeunits(text, 0, count.as_py())
 
 
 @register("right", _strings(0), min_args=2, max_args=2)
 def right(text: Value, count: Value, *, result: pa.DataType) -> Value:
     n = count.as_py()
-    return pc.utf8_slice_codeunits(text, -n) if n > 0 else pc.utf8_slice_codeunits(text, 0, 0)
+    if n == 0:
+        return pc.utf8_slice_codeunits(text, 0, 0)
+    # n > 0: the last n characters; n < 0: all but the first -n (DuckDB). Both start at -n.
+    return pc.utf8_slice_codeunits(text, -n)
 
 
 def _concat_signature(types: Sequence[pa.DataType], name: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
@@ -156,8 +177,14 @@ def concat(*texts: Value, result: pa.DataType) -> Value:
 
 @register("split_part", _strings(0, 1), min_args=3, max_args=3)
 def split_part(text: Value, delimiter: Value, index: Value, *, result: pa.DataType) -> Value:
-    parts = pc.split_pattern(text, delimiter.as_py())
     i = index.as_py()
+    if delimiter.as_py() == "":
+        # DuckDB splits into characters; Arrow's split rejects an empty separator.
+        if i == 0:
+            return pc.utf8_slice_codeunits(text, 0, 0)
+        return pc.utf8_slice_codeunits(text, i - 1, i) if i > 0 else (
+            pc.utf8_slice_codeunits(text, i, i + 1) if i < -1 else pc.utf8_slice_codeunits(text, -1))
+    parts = pc.split_pattern(text, delimiter.as_py())
     lengths = pc.list_value_length(parts)
     pos = (i - 1) if i > 0 else None
     if pos is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _LIMIT = 2**62  # headroom below 2**63 so one addition of two in-range values cannot overflow
 
@@ -43,8 +44,8 @@ def _validity(left: pa.Array, right: pa.Array | None) -> tuple[pa.Buffer | None,
     if right is None or right.null_count == 0:
         if left.null_count == 0:
             return None, 0
-        return pa.compute.is_valid(left).buffers()[1], -1
-    mask = pa.compute.and_(left.is_valid(), right.is_valid())
+        return pc.is_valid(left).buffers()[1], -1
+    mask = pc.and_(left.is_valid(), right.is_valid())
     return mask.buffers()[1], -1
 
 
@@ -65,6 +66,20 @@ def arithmetic(op: str, left, right, result: pa.DataType):  # noqa: ANN001, ANN2
     """``left <op> right`` for decimals (op in add/subtract/multiply), or None to fall back."""
     if not (pa.types.is_decimal128(result) and result.precision <= 38):
         return None
+    chunked = [v for v in (left, right) if isinstance(v, pa.ChunkedArray)]
+    if chunked:
+        # Work chunk by chunk (no copy into one array) when the chunkings line up.
+        lengths = [len(c) for c in chunked[0].chunks]
+        if all([len(c) for c in v.chunks] == lengths for v in chunked):
+            parts = []
+            for i in range(len(lengths)):
+                a = left.chunk(i) if isinstance(left, pa.ChunkedArray) else left
+                b = right.chunk(i) if isinstance(right, pa.ChunkedArray) else right
+                part = arithmetic(op, a, b, result)
+                if part is None:
+                    return None
+                parts.append(part)
+            return pa.chunked_array(parts, result)
     operands = []
     for value in (left, right):
         if isinstance(value, pa.Scalar):
@@ -133,3 +148,31 @@ def rescale_free(value: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.A
             return pa.chunked_array([chunk.view(target) for chunk in value.chunks], target)
         return value.view(target)
     return None
+
+
+def exact_int64_sum_input(value: pa.Array | pa.ChunkedArray) -> pa.Array | None:
+    """The scaled int64 values of a decimal column when summing them cannot overflow int64.
+
+    Summing int64 is much faster than summing decimal128; the bound (largest magnitude times
+    row count below 2**62) guarantees the int64 sum is exact.
+    """
+    array = _arrays(value)
+    if array is None or not pa.types.is_decimal128(array.type):
+        return None
+    unscaled = _unscaled(array)
+    if unscaled is None:
+        return None
+    largest = int(np.abs(unscaled).max(initial=0))
+    if largest * max(len(unscaled), 1) >= _LIMIT:
+        return None
+    mask = None if array.null_count == 0 else np.asarray(array.is_null().to_numpy(zero_copy_only=False))
+    return pa.array(np.ascontiguousarray(unscaled), pa.int64(), mask=mask)
+
+
+def from_int64(values: pa.Array | pa.ChunkedArray, dtype: pa.DataType) -> pa.Array:
+    """Scaled int64 values back to a decimal128 of ``dtype`` (exact)."""
+    array = _arrays(values)
+    assert array is not None
+    numbers = np.asarray(pc.fill_null(array, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    validity = None if array.null_count == 0 else pc.is_valid(array).buffers()[1]
+    return _from_unscaled(numbers, dtype, validity, -1 if validity is not None else 0)

@@ -62,6 +62,10 @@ def _cast(value: Value, target: pa.DataType, safe: bool) -> Value:
         return value
     if pa.types.is_string(target) and pa.types.is_floating(value.type):
         return _float_text(value)
+    if pa.types.is_string(target) and pa.types.is_timestamp(value.type) and value.type.tz is None:
+        # DuckDB prints only the significant fraction digits ('00:00:00.5'; none when it is zero).
+        text = pc.replace_substring_regex(value.cast(target), r"(\.\d*?)0+$", r"\1")
+        return pc.replace_substring_regex(text, r"\.$", "")
     if not isinstance(value, pa.Scalar) and pa.types.is_decimal(value.type):
         fast = decimals.rescale_free(value, target) if pa.types.is_decimal(target) else (
             decimals.to_float(value) if pa.types.is_float64(target) else None)
@@ -77,6 +81,12 @@ def _cast(value: Value, target: pa.DataType, safe: bool) -> Value:
             return pc.if_else(truth, True, pc.if_else(falsity, False, pa.scalar(None, pa.bool_())))
         if pa.types.is_string(target) and pa.types.is_decimal(value.type):
             return value.cast(target)
+        if pa.types.is_floating(target) and pa.types.is_integer(value.type):
+            # Every BIGINT has a nearest DOUBLE; Arrow's safe cast refuses those beyond 2**53.
+            return value.cast(target, safe=False)
+        if pa.types.is_string(value.type) and (pa.types.is_integer(target) or pa.types.is_floating(target)
+                                               or pa.types.is_decimal(target)):
+            value = pc.utf8_trim_whitespace(value)  # DuckDB: CAST(' 42 ' AS INT) = 42
         if pa.types.is_integer(target) and (pa.types.is_floating(value.type) or pa.types.is_decimal(value.type)):
             # SQL rounds when casting to an integer (DuckDB: CAST(2.5 AS INT) = 3).
             rounded = pc.round(value if pa.types.is_floating(value.type) else value.cast(pa.float64()),

@@ -33,7 +33,7 @@ _FUNCTION_NAMES = {  # sqlglot class name (lowercase) -> our registry name where
     "datetrunc": "date_trunc", "timestamptrunc": "date_trunc", "currentdate": "current_date",
     "currenttimestamp": "now", "ln": "ln", "log": "ln", "pow": "power", "stddev": "stddev_samp",
     "variance": "var_samp", "variancepop": "var_pop", "anyvalue": "any_value", "logicaland": "bool_and",
-    "logicalor": "bool_or", "groupconcat": "string_agg", "countif": "count_if",
+    "logicalor": "bool_or", "groupconcat": "string_agg", "countif": "count_if", "datefromparts": "make_date",
 }
 _WINDOW_ONLY = {"row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value", "ntile",
                 "percent_rank", "cume_dist", "nth_value"}
@@ -312,6 +312,15 @@ class ExprBinder:
         if node.args.get("expression") is not None:
             args.append(self.bind(node.args["expression"]))
         return self.call(name, args)
+
+    def _bind_log(self, node: exp.Log) -> Expr:
+        # DuckDB: log(x) is the base-10 logarithm; log(b, x) (sqlglot: this=b, expression=x) is base b.
+        if node.expression is None:
+            return self.call("log10", [self.bind(node.this)])
+        base, value = self.bind(node.this), self.bind(node.expression)
+        if isinstance(base, Literal) and base.value in (2, 10):  # log10()/log2() arrive as log(10|2, x)
+            return self.call("log10" if base.value == 10 else "log2", [value])
+        return self.call("divide", [self.call("ln", [value]), self.call("ln", [base])])
 
     def _bind_pad(self, node: exp.Pad) -> Expr:
         # sqlglot parses both LPAD and RPAD into one Pad node; is_left tells them apart.

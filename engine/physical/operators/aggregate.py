@@ -9,8 +9,10 @@ import pyarrow.compute as pc
 
 from engine.functions.aggregate import aggregate
 from engine.logical.expr import AggregateCall, Expr, Field
+from engine.physical import decimals
 from engine.physical.exprs import evaluate_array
 from engine.physical.operators.base import ExecutionContext, Operator, table_batches
+from engine.physical.parallel import ordered_map
 
 
 class AggregateOp(Operator):
@@ -103,10 +105,24 @@ class AggregateOp(Operator):
         values = {i: evaluate_array(call.args[0], chunk) if call.args else pa.nulls(chunk.num_rows, pa.int8())
                   for i, call in enumerate(self.aggregates)}
         names = keys + [f"s{j}" for j in range(len(specs))]
-        inputs = pa.table(columns + [values[i] for i, _ in specs], names=names)
-        result = inputs.group_by(keys, use_threads=True).aggregate(
+        inputs_columns = []
+        rescale: dict[int, pa.DataType] = {}
+        for j, (i, kind) in enumerate(specs):
+            column = values[i]
+            if kind == "sum" and pa.types.is_decimal(column.type):
+                scaled = decimals.exact_int64_sum_input(column)
+                if scaled is not None:
+                    rescale[j] = pa.decimal128(38, column.type.scale)
+                    column = scaled
+            inputs_columns.append(column)
+        inputs = pa.table(columns + inputs_columns, names=names)
+        result = inputs.group_by(keys, use_threads=False).aggregate(
             [(f"s{j}", _KERNEL[kind], _partial_options(kind)) for j, (_, kind) in enumerate(specs)])
-        return result.select(keys + [f"s{j}_{_KERNEL[kind]}" for j, (_, kind) in enumerate(specs)]).rename_columns(names)
+        result = result.select(keys + [f"s{j}_{_KERNEL[kind]}" for j, (_, kind) in enumerate(specs)]).rename_columns(names)
+        for j, dtype in rescale.items():  # exact int64 sums back to the decimal they stand for
+            position = len(keys) + j
+            result = result.set_column(position, names[position], decimals.from_int64(result.column(position), dtype))
+        return result
 
     def _two_phase(self) -> pa.Table:
         """Aggregate each chunk of ~1M rows, then combine the partial results.
@@ -116,20 +132,29 @@ class AggregateOp(Operator):
         specs = self._partial_specs()
         keys = [f"k{i}" for i in range(len(self.groups))]
         partials: list[pa.Table] = []
-        pending: list[pa.RecordBatch] = []
-        pending_rows = pending_bytes = held = 0
-        chunk_bytes = max(1, self.context.memory_limit // 4)
-        for batch in self.children[0].run():
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            pending_bytes += batch.nbytes
-            if pending_rows >= _CHUNK_ROWS or pending_bytes >= chunk_bytes:
-                partials.append(self._partial(pending, specs))
-                held += partials[-1].nbytes
-                self.context.check_memory("aggregation state", held)
-                pending, pending_rows, pending_bytes = [], 0, 0
-        if pending or not partials:
-            partials.append(self._partial(pending, specs))
+        chunk_bytes = max(1, self.context.memory_limit // 8)
+
+        def chunks() -> Iterator[list[pa.RecordBatch]]:
+            pending: list[pa.RecordBatch] = []
+            pending_rows = pending_bytes = 0
+            for batch in self.children[0].run():
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                pending_bytes += batch.nbytes
+                if pending_rows >= _CHUNK_ROWS or pending_bytes >= chunk_bytes:
+                    yield pending
+                    pending, pending_rows, pending_bytes = [], 0, 0
+            if pending:
+                yield pending
+
+        held = 0
+        # Chunks are aggregated concurrently (both cores); partials are tiny next to chunks.
+        for partial in ordered_map(lambda chunk: self._partial(chunk, specs), chunks()):
+            partials.append(partial)
+            held += partial.nbytes
+            self.context.check_memory("aggregation state", held)
+        if not partials:
+            partials.append(self._partial([], specs))
         merged = pa.concat_tables(partials) if len(partials) > 1 else partials[0]
         if len(partials) > 1:
             combined = merged.group_by(keys, use_threads=True).aggregate(
@@ -180,7 +205,7 @@ _KERNEL = {"sum": "sum", "count": "count", "count_rows": "count", "min": "min", 
            "any": "any"}
 _COMBINE = {"sum": "sum", "count": "sum", "count_rows": "sum", "min": "min", "max": "max", "all": "all",
             "any": "any"}
-_CHUNK_ROWS = 1 << 20
+_CHUNK_ROWS = 1 << 19
 
 
 def _partial_options(kind: str) -> pc.FunctionOptions:

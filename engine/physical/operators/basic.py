@@ -9,6 +9,7 @@ import pyarrow as pa
 from engine.logical.expr import Expr, Field
 from engine.physical.exprs import column_name, evaluate, evaluate_array
 from engine.physical.operators.base import ExecutionContext, Operator
+from engine.physical.parallel import ordered_map
 
 
 class ScanOp(Operator):
@@ -44,15 +45,16 @@ class FilterOp(Operator):
         super().__init__(context, child.fields, [child])
         self.predicate = predicate
 
+    def _apply(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        mask = evaluate(self.predicate, batch)
+        if isinstance(mask, pa.Scalar):
+            return batch if mask.as_py() else None
+        filtered = batch.filter(mask, null_selection_behavior="drop")
+        return filtered if filtered.num_rows else None
+
     def execute(self) -> Iterator[pa.RecordBatch]:
-        for batch in self.children[0].run():
-            mask = evaluate(self.predicate, batch)
-            if isinstance(mask, pa.Scalar):
-                if mask.as_py():
-                    yield batch
-                continue
-            filtered = batch.filter(mask, null_selection_behavior="drop")
-            if filtered.num_rows:
+        for filtered in ordered_map(self._apply, self.children[0].run()):
+            if filtered is not None:
                 yield filtered
 
 
@@ -64,21 +66,21 @@ class ProjectOp(Operator):
         super().__init__(context, fields, [child])
         self.exprs = exprs
 
+    def _apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if not self.exprs:
+            return batch.select([])  # no columns, but the row count still matters (count(*), EXISTS)
+        arrays = []
+        for expr, f in zip(self.exprs, self.fields):
+            value = evaluate_array(expr, batch)
+            if isinstance(value, pa.ChunkedArray):
+                value = value.combine_chunks()
+            if value.type != f.type:
+                value = value.cast(f.type)
+            arrays.append(value)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
     def execute(self) -> Iterator[pa.RecordBatch]:
-        schema = self.schema
-        for batch in self.children[0].run():
-            if not self.exprs:
-                yield batch.select([])  # no columns, but the row count still matters (count(*), EXISTS)
-                continue
-            arrays = []
-            for expr, f in zip(self.exprs, self.fields):
-                value = evaluate_array(expr, batch)
-                if isinstance(value, pa.ChunkedArray):
-                    value = value.combine_chunks()
-                if value.type != f.type:
-                    value = value.cast(f.type)
-                arrays.append(value)
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        yield from ordered_map(self._apply, self.children[0].run())
 
 
 class LimitOp(Operator):
