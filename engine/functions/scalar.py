@@ -352,6 +352,9 @@ def abs_(value: Value, *, result: pa.DataType) -> Value:
 def _round_signature(types: Sequence[pa.DataType], op: str) -> tuple[Sequence[pa.DataType | None], pa.DataType]:
     if not (is_numeric(types[0]) or pa.types.is_null(types[0])):
         raise PlanError(f"{op}() needs a number, got {type_name(types[0])}")
+    if pa.types.is_decimal(types[0]):  # one more integer digit: rounding can carry (9.99 -> 10.0)
+        return [None] + [pa.int64()] * (len(types) - 1), pa.decimal128(min(38, types[0].precision + 1),
+                                                                       types[0].scale)
     return [None] + [pa.int64()] * (len(types) - 1), types[0] if not pa.types.is_integer(types[0]) else pa.int64()
 
 
@@ -361,6 +364,12 @@ def round_(value: Value, digits: Value | None = None, *, result: pa.DataType) ->
     if pa.types.is_integer(value.type):
         return value.cast(result) if ndigits >= 0 else pc.round(value.cast(pa.float64()), ndigits,
                                                                  round_mode="half_towards_infinity").cast(result)
+    if pa.types.is_decimal(value.type):
+        # Arrow rounds a decimal only within its own precision (DECIMAL(3,2) cannot round to -1
+        # digits, nor 9.99 to 10.0): round at full precision, then narrow to the result type.
+        scale = value.type.scale
+        value = value.cast(pa.decimal128(38, scale))
+        ndigits = max(ndigits, scale - 37)
     out = pc.round(value, ndigits, round_mode="half_towards_infinity")
     return out.cast(result) if out.type != result else out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -211,9 +212,41 @@ def _like_signature(types: Sequence[pa.DataType], name: str) -> tuple[Sequence[p
     return _strings(0, 1, result=pa.bool_())(types, name)
 
 
+def _like_fast(text: Value, pattern: str) -> Value | None:
+    """LIKE without a regex for the common shapes (Arrow runs LIKE as an anchored regex).
+
+    ``abc`` -> equality, ``abc%`` -> starts_with, ``%abc`` -> ends_with, ``%abc%`` ->
+    substring; other ``%``-only patterns first keep the rows holding their longest literal
+    part (a memchr-fast search), then run the full match on those rows only.
+    """
+    if "_" in pattern or "\\" in pattern:
+        return None
+    parts = pattern.split("%")
+    literals = [p for p in parts if p]
+    if len(parts) == 1:
+        return pc.equal(text, pattern)
+    if len(parts) == 2 and parts[1] == "" and parts[0]:
+        return pc.starts_with(text, parts[0])
+    if len(parts) == 2 and parts[0] == "" and parts[1]:
+        return pc.ends_with(text, parts[1])
+    if len(parts) == 3 and parts[0] == "" and parts[2] == "" and parts[1]:
+        return pc.match_substring(text, parts[1])
+    if not literals or isinstance(text, pa.Scalar):
+        return None
+    array = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    candidates = pc.match_substring(array, max(literals, key=len))
+    rows = pc.indices_nonzero(pc.fill_null(candidates, False))
+    full = pc.match_like(array.take(rows), pattern)
+    # Rows without the literal cannot match (False); NULL text stays NULL.
+    out = np.zeros(len(array), dtype=bool)
+    out[rows.to_numpy()] = np.asarray(full.to_numpy(zero_copy_only=False), dtype=bool)
+    return pc.if_else(pc.is_null(array), pa.scalar(None, pa.bool_()), pa.array(out))
+
+
 @register("like", _like_signature, min_args=2, max_args=2)
 def like(text: Value, pattern: Value, *, result: pa.DataType) -> Value:
-    return pc.match_like(text, pattern.as_py())
+    fast = _like_fast(text, pattern.as_py())
+    return fast if fast is not None else pc.match_like(text, pattern.as_py())
 
 
 @register("ilike", _like_signature, min_args=2, max_args=2)
