@@ -61,7 +61,7 @@ class AggregateFunction:
         if self.name == "count":
             return pc.CountOptions(mode="only_valid")
         if self.name in ("min", "max", "sum", "avg", "any_value", "first", "last", "bool_and", "bool_or"):
-            return pc.ScalarAggregateOptions(skip_nulls=True, min_count=1) if self.name != "any_value" else None
+            return pc.ScalarAggregateOptions(skip_nulls=True, min_count=1)
         return None
 
 
@@ -78,7 +78,9 @@ _FUNCTIONS = {f.name: f for f in (
     AggregateFunction("var_pop", "variance"),
     AggregateFunction("bool_and", "all"),
     AggregateFunction("bool_or", "any"),
-    AggregateFunction("any_value", "first"),
+    # Any non-NULL value will do; Arrow's "first" is an ordered aggregator that refuses threaded
+    # grouping, "min" is not, and it is deterministic.
+    AggregateFunction("any_value", "min"),
     AggregateFunction("first", "first"),
     AggregateFunction("last", "last"),
     AggregateFunction("string_agg", "list", 1, 2),

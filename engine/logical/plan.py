@@ -38,6 +38,18 @@ class Plan:
         return {f.id for f in self.fields}
 
 
+class Unary(Plan):
+    """A node with one input, held in its ``input`` field."""
+
+    input: Plan
+
+    def inputs(self) -> tuple[Plan, ...]:
+        return (self.input,)
+
+    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
+        return replace(self, input=inputs[0])  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
 class Scan(Plan):
     """Read columns of a table source; ``filters`` were pushed into the source."""
@@ -76,7 +88,7 @@ class Values(Plan):
 
 
 @dataclass(frozen=True)
-class Filter(Plan):
+class Filter(Unary):
     input: Plan
     predicate: Expr
 
@@ -84,18 +96,12 @@ class Filter(Plan):
     def fields(self) -> tuple[Field, ...]:
         return self.input.fields
 
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
-
     def expressions(self) -> tuple[Expr, ...]:
         return (self.predicate,)
 
 
 @dataclass(frozen=True)
-class Project(Plan):
+class Project(Unary):
     input: Plan
     exprs: tuple[Expr, ...]
     output: tuple[Field, ...]
@@ -104,18 +110,12 @@ class Project(Plan):
     def fields(self) -> tuple[Field, ...]:
         return self.output
 
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
-
     def expressions(self) -> tuple[Expr, ...]:
         return self.exprs
 
 
 @dataclass(frozen=True)
-class Aggregate(Plan):
+class Aggregate(Unary):
     """Group by ``groups`` and compute ``aggregates``; outputs group fields then aggregate fields."""
 
     input: Plan
@@ -126,12 +126,6 @@ class Aggregate(Plan):
     @property
     def fields(self) -> tuple[Field, ...]:
         return self.output
-
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
 
     def expressions(self) -> tuple[Expr, ...]:
         return self.groups + self.aggregates
@@ -181,7 +175,7 @@ class Join(Plan):
 
 
 @dataclass(frozen=True)
-class Sort(Plan):
+class Sort(Unary):
     input: Plan
     keys: tuple[SortKey, ...]
 
@@ -189,18 +183,12 @@ class Sort(Plan):
     def fields(self) -> tuple[Field, ...]:
         return self.input.fields
 
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
-
     def expressions(self) -> tuple[Expr, ...]:
         return tuple(k.expr for k in self.keys)
 
 
 @dataclass(frozen=True)
-class Limit(Plan):
+class Limit(Unary):
     input: Plan
     count: int | None
     offset: int = 0
@@ -209,15 +197,9 @@ class Limit(Plan):
     def fields(self) -> tuple[Field, ...]:
         return self.input.fields
 
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
-
 
 @dataclass(frozen=True)
-class TopN(Plan):
+class TopN(Unary):
     """Sort then limit, fused so only ``offset + count`` rows are ever kept."""
 
     input: Plan
@@ -228,12 +210,6 @@ class TopN(Plan):
     @property
     def fields(self) -> tuple[Field, ...]:
         return self.input.fields
-
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
 
     def expressions(self) -> tuple[Expr, ...]:
         return tuple(k.expr for k in self.keys)
@@ -261,7 +237,7 @@ class SetOp(Plan):
 
 
 @dataclass(frozen=True)
-class Window(Plan):
+class Window(Unary):
     """Evaluate window functions; outputs the input fields plus one field per call."""
 
     input: Plan
@@ -271,12 +247,6 @@ class Window(Plan):
     @property
     def fields(self) -> tuple[Field, ...]:
         return self.input.fields + self.output
-
-    def inputs(self) -> tuple[Plan, ...]:
-        return (self.input,)
-
-    def with_inputs(self, inputs: tuple[Plan, ...]) -> Plan:
-        return replace(self, input=inputs[0])
 
     def expressions(self) -> tuple[Expr, ...]:
         return self.calls

@@ -49,6 +49,10 @@ def _validity(left: pa.Array, right: pa.Array | None) -> tuple[pa.Buffer | None,
     return mask.buffers()[1], -1
 
 
+def _null_mask(array: pa.Array) -> np.ndarray | None:
+    return None if array.null_count == 0 else np.asarray(array.is_null().to_numpy(zero_copy_only=False))
+
+
 def _arrays(value: pa.Array | pa.ChunkedArray | pa.Scalar) -> pa.Array | None:
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
@@ -136,7 +140,7 @@ def to_float(value: pa.Array | pa.ChunkedArray) -> pa.Array | None:
     if unscaled is None:
         return None
     floats = unscaled / (10.0 ** array.type.scale)
-    mask = None if array.null_count == 0 else np.asarray(array.is_null().to_numpy(zero_copy_only=False))
+    mask = _null_mask(array)
     return pa.array(floats, pa.float64(), mask=mask)
 
 
@@ -165,7 +169,7 @@ def exact_int64_sum_input(value: pa.Array | pa.ChunkedArray) -> pa.Array | None:
     largest = int(np.abs(unscaled).max(initial=0))
     if largest * max(len(unscaled), 1) >= _LIMIT:
         return None
-    mask = None if array.null_count == 0 else np.asarray(array.is_null().to_numpy(zero_copy_only=False))
+    mask = _null_mask(array)
     return pa.array(np.ascontiguousarray(unscaled), pa.int64(), mask=mask)
 
 

@@ -62,10 +62,14 @@ def _cast(value: Value, target: pa.DataType, safe: bool) -> Value:
         return value
     if pa.types.is_string(target) and pa.types.is_floating(value.type):
         return _float_text(value)
-    if pa.types.is_string(target) and pa.types.is_timestamp(value.type) and value.type.tz is None:
-        # DuckDB prints only the significant fraction digits ('00:00:00.5'; none when it is zero).
-        text = pc.replace_substring_regex(value.cast(target), r"(\.\d*?)0+$", r"\1")
-        return pc.replace_substring_regex(text, r"\.$", "")
+    if pa.types.is_string(target) and pa.types.is_timestamp(value.type):
+        # DuckDB prints only the significant fraction digits ('00:00:00.5'; none when it is zero),
+        # and a TIMESTAMPTZ in the session zone, which is UTC here: '... 05:54:37+00'.
+        zoned = value.type.tz is not None
+        naive = value.cast(pa.timestamp(value.type.unit)) if zoned else value  # the UTC wall clock
+        text = pc.replace_substring_regex(naive.cast(target), r"(\.\d*?)0+$", r"\1")
+        text = pc.replace_substring_regex(text, r"\.$", "")
+        return pc.binary_join_element_wise(text, "+00", "") if zoned else text
     if not isinstance(value, pa.Scalar) and pa.types.is_decimal(value.type):
         fast = decimals.rescale_free(value, target) if pa.types.is_decimal(target) else (
             decimals.to_float(value) if pa.types.is_float64(target) else None)

@@ -313,6 +313,12 @@ class ExprBinder:
             args.append(self.bind(node.args["expression"]))
         return self.call(name, args)
 
+    def _bind_ignorenulls(self, node: exp.IgnoreNulls) -> Expr:
+        # sqlglot reads DuckDB's any_value(x) as IgnoreNulls(AnyValue(x)); ours skips NULLs already.
+        if isinstance(node.this, exp.AnyValue):
+            return self.bind(node.this)
+        raise UnsupportedSQLError("IGNORE NULLS is not supported")
+
     def _bind_log(self, node: exp.Log) -> Expr:
         # DuckDB: log(x) is the base-10 logarithm; log(b, x) (sqlglot: this=b, expression=x) is base b.
         if node.expression is None:
