@@ -142,6 +142,10 @@ class Binder:
 
         group_nodes = list(sel.args["group"].expressions) if sel.args.get("group") else []
         groups = [self._group_expr(g, scope, bound_items) for g in group_nodes]
+        if sel.args.get("group") is not None and sel.args["group"].args.get("all"):
+            # DuckDB's GROUP BY ALL: every select item that holds no aggregate or window function.
+            groups += [e for _, e in bound_items
+                       if not any(isinstance(n, (AggregateCall, WindowCall)) for n in walk(e))]
         having_node = sel.args.get("having")
         having = (ExprBinder(self, scope, allow_aggregates=True, aliases=aliases).bind(having_node.this)
                   if having_node is not None else None)

@@ -204,7 +204,9 @@ class ExprBinder:
         out, chars, i = [], pattern.this, 0
         while i < len(chars):
             ch = chars[i]
-            if escape.this and ch == escape.this and i + 1 < len(chars):
+            if escape.this and ch == escape.this:
+                if i + 1 == len(chars):
+                    raise PlanError(f"LIKE pattern '{chars}' ends with its escape character '{ch}'")
                 i += 1
                 ch = chars[i]
                 out.append("\\" + ch if ch in "%_\\" else ch)

@@ -64,7 +64,9 @@ class AggregateOp(Operator):
             kernel = "count_distinct" if call.distinct else func.arrow
             options = pc.CountOptions(mode="only_valid") if call.distinct else func.options()
             specs.append((i, [] if column is None else column, kernel, options))
-        result = table.group_by(keys, use_threads=True).aggregate(
+        # Arrow's ordered aggregates (first/last) refuse multi-threaded grouping.
+        ordered = any(kernel in ("first", "last") for _, _, kernel, _ in specs)
+        result = table.group_by(keys, use_threads=not ordered).aggregate(
             [(col, kernel, options) for _, col, kernel, options in specs]) if specs or keys else None
         columns: dict[int, pa.ChunkedArray] = {}
         if result is not None:
