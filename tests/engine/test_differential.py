@@ -339,10 +339,8 @@ _CORPUS = [
     Q("select id, percent_rank() over (order by i) as pr, cume_dist() over (partition by g order by i) as cd from t", False),
     Q("select id, lag(s, 1, 'none') over (order by id) as p, lead(dt, 2) over (partition by g order by id) as nd from t", False),
     Q("select id, nth_value(i, 2) over (partition by g order by id) as nv from t", False),
-    Q("select id, count(*) over (order by i desc range between 5 preceding and 5 following) as c from t", False,
-      xfail="RANGE n PRECEDING/FOLLOWING with ORDER BY ... DESC gives wrong frames (0 instead of 2 for id 1)"),
-    Q("select id, count(*) over (order by i nulls first range between 5 preceding and 5 following) as c from t", False,
-      xfail="RANGE offsets with NULLS FIRST: rows whose key is NULL get an empty frame instead of all NULL peers"),
+    Q("select id, count(*) over (order by i desc range between 5 preceding and 5 following) as c from t", False),
+    Q("select id, count(*) over (order by i nulls first range between 5 preceding and 5 following) as c from t", False),
     Q("select id, count(*) over (order by i range between 5 preceding and 5 following) as c from t", False),
     Q("select id, sum(i) over (order by i range between current row and 20 following) as s from t", False),
 

@@ -119,7 +119,7 @@ class WindowOp(Operator):
             default = evaluate_array(call.args[2], table) if len(call.args) > 2 else pa.nulls(len(pos), call.type)
             return pc.if_else(pa.array(inside), taken.cast(call.type), default.cast(call.type))
         start, end = self._frame(call.frame, bool(call.order_by), pos, part_start, part_end, peer_start, peer_end,
-                                 order_values)
+                                 order_values, call.order_by[0].ascending if call.order_by else True)
         if name in ("first_value", "last_value", "nth_value"):
             if name == "nth_value":
                 k = int(call.args[1].value) - 1  # type: ignore[attr-defined]
@@ -134,7 +134,7 @@ class WindowOp(Operator):
 
     @staticmethod
     def _frame(frame: Frame | None, ordered: bool, pos: np.ndarray, part_start: np.ndarray, part_end: np.ndarray,
-               peer_start: np.ndarray, peer_end: np.ndarray, order_values: list[pa.Array]
+               peer_start: np.ndarray, peer_end: np.ndarray, order_values: list[pa.Array], ascending: bool = True
                ) -> tuple[np.ndarray, np.ndarray]:
         if frame is None:
             # SQL default: the whole partition without ORDER BY; up to the current row's peers with it.
@@ -154,14 +154,26 @@ class WindowOp(Operator):
         if not (pa.types.is_integer(keys.type) or pa.types.is_floating(keys.type) or pa.types.is_decimal(keys.type)):
             raise UnsupportedSQLError("RANGE frames with offsets need a numeric ORDER BY column")
         numbers = np.asarray(pc.fill_null(keys.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False))
+        if not ascending:
+            numbers = -numbers  # descending keys: "n preceding" means larger values; search ascending
         start = np.empty(len(pos), dtype=np.int64)
         end = np.empty(len(pos), dtype=np.int64)
         for lo, hi in set(zip(part_start.tolist(), part_end.tolist())):
             segment = numbers[lo:hi]
+            valid = ~np.isnan(segment)
+            # NULL keys sort together at one end of the partition; offsets are searched among the rest.
+            first_valid = int(np.argmax(valid)) if valid.any() else len(segment)
+            count_valid = int(valid.sum())
+            values = segment[first_valid:first_valid + count_valid]
+            base = lo + first_valid
             for i in range(lo, hi):
                 v = numbers[i]
-                start[i] = lo if frame.start_unbounded else lo + np.searchsorted(segment, v + frame.start, "left")
-                end[i] = hi if frame.end_unbounded else lo + np.searchsorted(segment, v + frame.end, "right")
+                if np.isnan(v):  # a NULL key's frame is its NULL peers
+                    start[i] = lo if frame.start_unbounded else peer_start[i]
+                    end[i] = hi if frame.end_unbounded else peer_end[i]
+                    continue
+                start[i] = lo if frame.start_unbounded else base + np.searchsorted(values, v + frame.start, "left")
+                end[i] = hi if frame.end_unbounded else base + np.searchsorted(values, v + frame.end, "right")
         return start, np.maximum(end, start)
 
     @staticmethod
