@@ -6,7 +6,6 @@ duplicated commit (a row twice) are both visible in the final table.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import shutil
 import traceback
@@ -15,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 import lakehouse
+from tests.processes import race
 from lakehouse.log.actions import AddFile, CommitInfo, parse_commit, serialize_commit
 from lakehouse.log.paths import LOG_DIR, checkpoint_name, commit_name
 from lakehouse.log.replay import replay
@@ -40,22 +40,8 @@ def _append_worker(path: str, writer: int, appends: int, barrier, results, stora
 
 def run_append_race(path: str, *, writers: int, appends: int, storage_options=None) -> dict[int, list[int]]:
     """Race ``writers`` spawned processes, each appending ``appends`` times; versions per writer."""
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(writers)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_append_worker, args=(path, w, appends, barrier, results, storage_options))
-             for w in range(writers)]
-    for p in procs:
-        p.start()
-    try:
-        reports = [results.get(timeout=600) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    errors = [err for _, _, err in reports if err]
-    assert not errors, errors[0]
+    reports = race(_append_worker, lambda w, barrier, results: (path, w, appends, barrier, results, storage_options),
+                   writers, timeout=600)
     return {writer: versions for writer, versions, _ in reports}
 
 

@@ -6,7 +6,6 @@ winner, losers see ``FileExistsError``, the winner's bytes are never replaced or
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import threading
 import traceback
@@ -16,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 import lakehouse
+from tests.processes import race
 from lakehouse.storage.local import LocalStorage
 from lakehouse.storage.memory import MemoryStorage
 
@@ -196,22 +196,8 @@ def test_local_process_race_has_one_winner_per_round_with_complete_bytes(tmp_pat
     processes, rounds = 8, 50
     directory = str(tmp_path / "_delta_log")
     os.makedirs(directory)
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(processes)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_race_worker, args=(directory, w, rounds, barrier, results))
-             for w in range(processes)]
-    for p in procs:
-        p.start()
-    try:
-        reports = [results.get(timeout=180) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    errors = [err for _, _, err in reports if err]
-    assert not errors, errors[0]
+    reports = race(_race_worker, lambda w, barrier, results: (directory, w, rounds, barrier, results),
+                   processes, timeout=180)
     winners: dict[int, list[int]] = {r: [] for r in range(rounds)}
     for writer, out, _ in reports:
         for round_, won, seen in out:
