@@ -43,6 +43,11 @@ class Unary(Plan):
 
     input: Plan
 
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """Row-preserving nodes output their input's columns; others override this."""
+        return self.input.fields
+
     def inputs(self) -> tuple[Plan, ...]:
         return (self.input,)
 
@@ -91,10 +96,6 @@ class Values(Plan):
 class Filter(Unary):
     input: Plan
     predicate: Expr
-
-    @property
-    def fields(self) -> tuple[Field, ...]:
-        return self.input.fields
 
     def expressions(self) -> tuple[Expr, ...]:
         return (self.predicate,)
@@ -179,10 +180,6 @@ class Sort(Unary):
     input: Plan
     keys: tuple[SortKey, ...]
 
-    @property
-    def fields(self) -> tuple[Field, ...]:
-        return self.input.fields
-
     def expressions(self) -> tuple[Expr, ...]:
         return tuple(k.expr for k in self.keys)
 
@@ -193,10 +190,6 @@ class Limit(Unary):
     count: int | None
     offset: int = 0
 
-    @property
-    def fields(self) -> tuple[Field, ...]:
-        return self.input.fields
-
 
 @dataclass(frozen=True)
 class TopN(Unary):
@@ -206,10 +199,6 @@ class TopN(Unary):
     keys: tuple[SortKey, ...]
     count: int
     offset: int = 0
-
-    @property
-    def fields(self) -> tuple[Field, ...]:
-        return self.input.fields
 
     def expressions(self) -> tuple[Expr, ...]:
         return tuple(k.expr for k in self.keys)
