@@ -92,6 +92,8 @@ class Result:
                              f"skipped={extra['files_skipped']}")
                 parts.append(f"bytes={extra['bytes_scanned']:,}/{extra['bytes_total']:,} "
                              f"skipped={extra['bytes_skipped']:,}")
+            if "runtime_filtered" in extra:
+                parts.append(f"join-filtered={extra['runtime_filtered']:,}")
             return ", ".join(parts)
 
         return plan_text(self.plan, annotate)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ExecutionError, UnsupportedSQLError
 from engine.functions import lookup
-from engine.physical import decimals
+from engine.physical import decimals, scaled
 from engine.logical.expr import AggregateCall, Call, Case, Cast, ColumnRef, Expr, InList, Literal, WindowCall
 from engine.types import type_name
 
@@ -161,6 +161,10 @@ def evaluate(expr: Expr, batch: pa.RecordBatch | pa.Table) -> Value:
             raise ExecutionError(f"internal: column {expr.name}#{expr.id} is not available here") from None
     if isinstance(expr, Literal):
         return _literal(expr)
+    if scaled.is_decimal_tree(expr):
+        fast = scaled.evaluate(expr, batch)
+        if fast is not None and not isinstance(fast.values, int):  # constants stay scalars
+            return scaled.to_arrow(fast, expr.type, batch.num_rows)
     if isinstance(expr, Call):
         fn = lookup(expr.name)
         args = [evaluate(a, batch) for a in expr.args]

@@ -13,6 +13,7 @@ from engine.physical.operators.join import JoinOp
 from engine.physical.operators.setop import SetOpOp
 from engine.physical.operators.sort import SortOp, TopNOp
 from engine.physical.operators.window import WindowOp
+from engine.physical.runtime_filters import attach_runtime_filters
 
 
 class PhysicalPlan:
@@ -34,7 +35,9 @@ def create_physical_plan(plan: Plan, context: ExecutionContext) -> PhysicalPlan:
         by_node[id(node)] = op
         return op
 
-    return PhysicalPlan(build(plan), by_node)
+    root = build(plan)
+    attach_runtime_filters(root)
+    return PhysicalPlan(root, by_node)
 
 
 def _build(node: Plan, children: list[Operator], context: ExecutionContext) -> Operator:

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.functions.aggregate import aggregate
-from engine.logical.expr import AggregateCall, Expr, Field
-from engine.physical import decimals
+from engine.logical.expr import AggregateCall, Cast, Expr, Field
+from engine.physical import decimals, scaled
 from engine.physical.exprs import evaluate_array
 from engine.physical.operators.base import ExecutionContext, Operator, table_batches
 from engine.physical.parallel import ordered_map
@@ -104,18 +104,26 @@ class AggregateOp(Operator):
         chunk = pa.Table.from_batches(batches, schema=self.children[0].schema)
         keys = [f"k{i}" for i in range(len(self.groups))]
         columns = [evaluate_array(g, chunk) for g in self.groups]
-        values = {i: evaluate_array(call.args[0], chunk) if call.args else pa.nulls(chunk.num_rows, pa.int8())
-                  for i, call in enumerate(self.aggregates)}
+        rows = chunk.num_rows
+        fast = self._scaled_inputs(chunk, specs)
+        values = {i: evaluate_array(call.args[0], chunk) if call.args else pa.nulls(rows, pa.int8())
+                  for i, call in enumerate(self.aggregates)
+                  if any(index == i and (kind, index) not in fast for index, kind in specs)}
         names = keys + [f"s{j}" for j in range(len(specs))]
         inputs_columns = []
         rescale: dict[int, pa.DataType] = {}
         for j, (i, kind) in enumerate(specs):
-            column = values[i]
-            if kind == "sum" and pa.types.is_decimal(column.type):
-                scaled = decimals.exact_int64_sum_input(column)
-                if scaled is not None:
-                    rescale[j] = pa.decimal128(38, column.type.scale)
-                    column = scaled
+            if (kind, i) in fast:
+                column, sum_type = fast[(kind, i)]
+                if sum_type is not None:
+                    rescale[j] = sum_type
+            else:
+                column = values[i]
+                if kind == "sum" and pa.types.is_decimal(column.type):
+                    as_int64 = decimals.exact_int64_sum_input(column)
+                    if as_int64 is not None:
+                        rescale[j] = pa.decimal128(38, column.type.scale)
+                        column = as_int64
             inputs_columns.append(column)
         inputs = pa.table(columns + inputs_columns, names=names)
         result = inputs.group_by(keys, use_threads=False).aggregate(
@@ -125,6 +133,36 @@ class AggregateOp(Operator):
             position = len(keys) + j
             result = result.set_column(position, names[position], decimals.from_int64(result.column(position), dtype))
         return result
+
+    def _scaled_inputs(self, chunk: pa.Table, specs: list[tuple[int, str]]
+                       ) -> dict[tuple[str, int], tuple[pa.Array, pa.DataType | None]]:
+        """Inputs computed from decimals as scaled int64 (each column converted once).
+
+        Decimal sums whose input provably sums without overflow get their int64 input and
+        the decimal type to read the sum back as; other aggregates of a decimal tree or of
+        a decimal cast to DOUBLE get their finished input (and None).
+        """
+        found: dict[tuple[str, int], tuple[pa.Array, pa.DataType | None]] = {}
+        memo: dict = {}
+        rows = chunk.num_rows
+        for i, kind in specs:
+            call = self.aggregates[i]
+            if not call.args:
+                continue
+            arg = call.args[0]
+            decimal_sum = kind == "sum" and pa.types.is_decimal128(arg.type)
+            decimal_cast = isinstance(arg, Cast) and pa.types.is_decimal128(arg.arg.type)
+            if not (decimal_sum or decimal_cast or scaled.is_decimal_tree(arg)):
+                continue
+            value = scaled.evaluate(arg, chunk, memo)
+            if value is None:
+                continue
+            if decimal_sum and value.scale == arg.type.scale and value.bound * max(rows, 1) < 2**62:
+                found[(kind, i)] = (scaled.to_int64(value, rows), pa.decimal128(38, value.scale))
+            elif not decimal_sum:
+                same = next((found[(k, j)] for k, j in found if j == i and found[(k, j)][1] is None), None)
+                found[(kind, i)] = same or (scaled.to_arrow(value, arg.type, rows), None)
+        return found
 
     def _two_phase(self) -> pa.Table:
         """Aggregate each chunk of ~1M rows, then combine the partial results.

@@ -19,6 +19,8 @@ class ScanOp(Operator):
                  filters: tuple[Expr, ...], column_of: dict[int, str], limit: int | None) -> None:
         super().__init__(context, fields, [])
         self.source, self.columns, self.filters, self.column_of, self.limit = source, columns, filters, column_of, limit
+        # (KeyFilter, column) pairs fed by joins above at run time (see runtime_filters.py).
+        self.runtime_filters: list[tuple[Any, str]] = []
 
     def execute(self) -> Iterator[pa.RecordBatch]:
         stream = self.source.scan(list(self.columns), list(self.filters), self.column_of, limit=self.limit,
@@ -34,8 +36,13 @@ class ScanOp(Operator):
             batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
             if batch.schema != schema:
                 batch = batch.cast(schema)
-            yield batch
+            for key_filter, column in self.runtime_filters:
+                batch = key_filter.apply(batch, column)
+            if batch.num_rows or not self.runtime_filters:
+                yield batch
         self.metrics.extra.update(getattr(stream, "metrics", {}) or {})
+        if self.runtime_filters:
+            self.metrics.extra["runtime_filtered"] = sum(f.rows_in - f.rows_out for f, _ in self.runtime_filters)
 
 
 class FilterOp(Operator):

@@ -9,7 +9,8 @@ evaluator, from which every join kind's output is assembled.
 
 from __future__ import annotations
 
-from typing import Iterator
+import itertools
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,8 @@ _SWAPPED = {"inner": "inner", "left": "right outer", "right": "left outer", "ful
 _LEFT_ID, _RIGHT_ID = "__left_row", "__right_row"
 # Build sides up to this many rows are joined with a streamed probe side.
 _STREAM_BUILD_ROWS = 2_000_000
+# A left input that feeds runtime filters is held in memory up to this many rows.
+_LEFT_FIRST_ROWS = 1_000_000
 
 
 def split_condition(condition: Expr | None, left_ids: set[int], right_ids: set[int]
@@ -57,11 +60,44 @@ class JoinOp(Operator):
                  condition: Expr | None, fields: tuple[Field, ...], null_aware: bool = False) -> None:
         super().__init__(context, fields, [left, right])
         self.kind, self.condition, self.null_aware = kind, condition, null_aware
+        # Runtime filters (see runtime_filters.py) fed with this join's keys: from the right
+        # input once it is read, and from the left input, which is then read first.
+        self.publish_right: list[tuple[Any, Expr]] = []
+        self.publish_left: list[tuple[Any, Expr]] = []
 
     # --- entry ---------------------------------------------------------------------------
 
     def execute(self) -> Iterator[pa.RecordBatch]:
+        left_source: pa.Table | Iterator[pa.RecordBatch] | None = None
+        if self.publish_left:
+            left_source = self._read_left_first()
         right = self.collect_input(self.children[1], "join build side")
+        _publish(self.publish_right, right)
+        if left_source is None:
+            left_source = self.children[0].run()
+        yield from self._join(left_source, right)
+
+    def _read_left_first(self) -> pa.Table | Iterator[pa.RecordBatch]:
+        """Read the left input before the right one, and publish its keys when it is small.
+
+        A left input beyond ``_LEFT_FIRST_ROWS`` is not worth holding: what was read is
+        handed back with the rest of the stream, unfiltered, and the join goes on as usual.
+        """
+        stream = self.children[0].run()
+        buffered: list[pa.RecordBatch] = []
+        rows = total = 0
+        for batch in stream:
+            buffered.append(batch)
+            rows += batch.num_rows
+            total += batch.nbytes
+            self.context.check_memory("join input", total)
+            if rows > _LEFT_FIRST_ROWS:
+                return itertools.chain(buffered, stream)
+        left = pa.Table.from_batches(buffered, schema=self.children[0].schema)
+        _publish(self.publish_left, left)
+        return left
+
+    def _join(self, left_source: pa.Table | Iterator[pa.RecordBatch], right: pa.Table) -> Iterator[pa.RecordBatch]:
         left_ids = {f.id for f in self.children[0].fields}
         right_ids = {f.id for f in self.children[1].fields}
         keys, residual = split_condition(self.condition, left_ids, right_ids)
@@ -72,9 +108,11 @@ class JoinOp(Operator):
         if streamable:
             # The build side is small: stream the probe side through the hash join, so memory
             # holds the build table and one batch, never the whole probe input.
-            yield from self._streaming_hash_join(right, keys, arrow_residual)
+            batches = iter(table_batches(left_source, self.context.batch_size)) \
+                if isinstance(left_source, pa.Table) else left_source
+            yield from self._streaming_hash_join(batches, right, keys, arrow_residual)
             return
-        left = self.collect_input(self.children[0], "join probe side")
+        left = left_source if isinstance(left_source, pa.Table) else self._collect(left_source, "join probe side")
         if self.kind == "single":
             out = self._single(left, right)
         elif self.kind == "anti" and self.null_aware:
@@ -88,7 +126,15 @@ class JoinOp(Operator):
                 out = self._from_pairs(left, right, self._pairs(left, right, keys, residual))
         yield from table_batches(self.conform(out), self.context.batch_size)
 
-    def _streaming_hash_join(self, right: pa.Table, keys: list[tuple[Expr, Expr]],
+    def _collect(self, stream: Iterator[pa.RecordBatch], what: str) -> pa.Table:
+        batches, total = [], 0
+        for batch in stream:
+            total += batch.nbytes
+            self.context.check_memory(what, total)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=self.children[0].schema)
+
+    def _streaming_hash_join(self, stream: Iterator[pa.RecordBatch], right: pa.Table, keys: list[tuple[Expr, Expr]],
                              residual: pc.Expression | None) -> Iterator[pa.RecordBatch]:
         probe = self.children[0]
         right_out = list(right.column_names)
@@ -101,7 +147,7 @@ class JoinOp(Operator):
             left_schema = left_schema.append(pa.field(f"__lk{i}", e.type))
 
         def probe_batches() -> Iterator[pa.RecordBatch]:
-            for batch in probe.run():
+            for batch in stream:
                 for i, e in computed:
                     batch = batch.append_column(f"__lk{i}", evaluate_array(e, batch))
                 yield batch
@@ -270,6 +316,11 @@ class JoinOp(Operator):
                 key_left[0], pa.Scalar) else pa.scalar(True)
             mark = pc.if_else(pc.and_(pc.invert(mark), unknown), pa.scalar(None, pa.bool_()), mark)
         return left.append_column("__mark", mark)
+
+
+def _publish(filters: list[tuple[Any, Expr]], table: pa.Table) -> None:
+    for key_filter, key in filters:
+        key_filter.publish(evaluate_array(key, table))
 
 
 def _gather(left: pa.Table, right: pa.Table, li: np.ndarray | None, ri: np.ndarray | None) -> pa.Table:
