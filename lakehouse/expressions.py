@@ -449,17 +449,25 @@ def _scalar(value: Any, dtype: pa.DataType | None) -> pa.Scalar:
     return pa.scalar(value)
 
 
-def to_arrow_expression(predicate: Predicate, schema: pa.Schema) -> pc.Expression:
+def to_arrow_expression(predicate: Predicate, schema: pa.Schema,
+                        dictionary_columns: frozenset[str] = frozenset()) -> pc.Expression:
     """A ``pyarrow.compute.Expression`` with SQL semantics for a *bound* predicate.
 
     A filter keeps rows where the expression is true; null (unknown) drops the row, as in SQL.
+    ``dictionary_columns`` are read dictionary-encoded: compared as they are, not cast.
     """
     def dtype_of(name: str) -> pa.DataType:
         return _field_type(schema, name)[1]
 
+    def operand(name: str, dtype: pa.DataType) -> pc.Expression:
+        return _field(name) if name in dictionary_columns else _operand(name, dtype)
+
+    def recurse(child: Predicate) -> pc.Expression:
+        return to_arrow_expression(child, schema, dictionary_columns)
+
     if isinstance(predicate, Comparison):
         dtype = dtype_of(predicate.column)
-        left, right = _operand(predicate.column, dtype), _scalar(predicate.value, dtype)
+        left, right = operand(predicate.column, dtype), _scalar(predicate.value, dtype)
         result = {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
                   ">": left > right, ">=": left >= right}[predicate.op]
         if pa.types.is_floating(dtype) and predicate.op in (">", ">=") and predicate.value == predicate.value:
@@ -468,40 +476,40 @@ def to_arrow_expression(predicate: Predicate, schema: pa.Schema) -> pc.Expressio
         return result
     if isinstance(predicate, In):
         dtype = dtype_of(predicate.column)
-        operand = _operand(predicate.column, dtype)
+        subject = operand(predicate.column, dtype)
         present = [_scalar(v, dtype) for v in predicate.values if v is not None]
         # is_in hashes values: a literal the column type cannot hold (2.5 for an int, 0.001
         # for decimal(10,2), an int beyond int64) cannot go in its value set, and for floats
         # -0.0 would miss 0.0 (pyarrow even prunes row groups with stats [-0.0, 0.0]). Those
         # are compared with '=' instead, which is numeric, like SQL.
         hashed = [v.as_py() for v in present if v.type == dtype and not pa.types.is_floating(dtype)]
-        found = operand.isin(pa.array(hashed, dtype)) if hashed else pc.scalar(False)
+        found = subject.isin(pa.array(hashed, dtype)) if hashed else pc.scalar(False)
         for value in present:
             if value.type != dtype or pa.types.is_floating(dtype):
-                found = found | (operand == value)
+                found = found | (subject == value)
         # Arrow's is_in answers false for a null input and ignores NULL in the list; SQL says
         # unknown for both, which matters under NOT (``x NOT IN (...)`` must drop null x).
         unknown = pc.scalar(pa.scalar(None, pa.bool_()))
         if len(present) < len(predicate.values):
             found = found | unknown
-        return pc.if_else(operand.is_null(), unknown, found)
+        return pc.if_else(subject.is_null(), unknown, found)
     if isinstance(predicate, IsNull):
         return _field(predicate.column).is_null()
     if isinstance(predicate, Like):
-        return pc.Expression._call("match_like", [_operand(predicate.column, dtype_of(predicate.column))],
+        return pc.Expression._call("match_like", [operand(predicate.column, dtype_of(predicate.column))],
                                    pc.MatchSubstringOptions(predicate.pattern, ignore_case=predicate.case_insensitive))
     if isinstance(predicate, And):
-        result = to_arrow_expression(predicate.children[0], schema)
+        result = recurse(predicate.children[0])
         for child in predicate.children[1:]:
-            result = result & to_arrow_expression(child, schema)
+            result = result & recurse(child)
         return result
     if isinstance(predicate, Or):
-        result = to_arrow_expression(predicate.children[0], schema)
+        result = recurse(predicate.children[0])
         for child in predicate.children[1:]:
-            result = result | to_arrow_expression(child, schema)
+            result = result | recurse(child)
         return result
     if isinstance(predicate, Not):
-        return ~to_arrow_expression(predicate.child, schema)
+        return ~recurse(predicate.child)
     if isinstance(predicate, Always):
         return pc.scalar(predicate.value)
     raise InvalidFilterError(f"not a predicate: {predicate!r}")

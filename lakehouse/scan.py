@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from lakehouse.errors import ColumnNotFoundError, CorruptLogError, DataFileError
-from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate
+from lakehouse.expressions import And, Like, Not, Or, Predicate, bind, columns_of, to_arrow_expression, to_predicate
 from lakehouse.optional import require
 from lakehouse.partitions import partition_scalar
 from lakehouse.skipping import may_match
@@ -25,6 +26,47 @@ if TYPE_CHECKING:
 # overflow outside 1677-2262 (0001-01-01 and 9999-12-31 are common sentinels) and then fail
 # the cast to the table's microseconds; Delta timestamps are microseconds, so decode to those.
 _READ_OPTIONS = ds.ParquetReadOptions(coerce_int96_timestamp_unit="us")
+
+
+# A column chunk whose dictionary page is this small a share of it holds few distinct values.
+_DICTIONARY_SHARE = 1 / 20
+_DICTIONARY_PAGE_BYTES = 1 << 16
+_LOW_CARDINALITY: dict[str, frozenset[str]] = {}
+
+
+def _low_cardinality(fragment: ds.ParquetFileFragment, names: list[str]) -> list[str]:
+    """Which of ``names`` the file stores as small dictionaries (its first row group decides)."""
+    # Keyed by path only: data files are written once, and a stale answer would only cost speed.
+    key = fragment.path
+    known = _LOW_CARDINALITY.get(key)
+    if known is None:
+        fragment.ensure_complete_metadata()
+        metadata = fragment.metadata
+        found = set()
+        if metadata.num_row_groups:
+            group = metadata.row_group(0)
+            for i in range(group.num_columns):
+                chunk = group.column(i)
+                if chunk.has_dictionary_page and chunk.dictionary_page_offset is not None:
+                    page = chunk.data_page_offset - chunk.dictionary_page_offset
+                    if 0 < page <= _DICTIONARY_PAGE_BYTES and page <= _DICTIONARY_SHARE * chunk.total_compressed_size:
+                        found.add(chunk.path_in_schema)
+        known = frozenset(found)
+        if len(_LOW_CARDINALITY) > 4096:
+            _LOW_CARDINALITY.clear()
+        _LOW_CARDINALITY[key] = known
+    return [name for name in names if name in known]
+
+
+def _like_columns(predicate: Predicate) -> set[str]:
+    """Columns a LIKE tests (Arrow matches patterns on plain strings only)."""
+    if isinstance(predicate, Like):
+        return {predicate.column}
+    if isinstance(predicate, (And, Or)):
+        return set().union(*(_like_columns(child) for child in predicate.children))
+    if isinstance(predicate, Not):
+        return _like_columns(predicate.child)
+    return set()
 
 
 def _leaf_type(schema: pa.Schema, name: str) -> pa.DataType:
@@ -93,10 +135,10 @@ class Scan:
                            int(pc.sum(files.column("size")).as_py() or 0),
                            int(pc.sum(selected.column("size")).as_py() or 0))
 
-    def fragments(self, files: pa.Table) -> list[ds.Fragment]:
+    def fragments(self, files: pa.Table, parquet: ds.ParquetFileFormat | None = None) -> list[ds.Fragment]:
         snapshot = self.snapshot
         schema = snapshot.schema
-        parquet = ds.ParquetFileFormat(read_options=_READ_OPTIONS)
+        parquet = parquet or ds.ParquetFileFormat(read_options=_READ_OPTIONS)
         fragments = []
         dvs = files.column("deletionVector")
         if dvs.null_count != len(dvs):
@@ -121,24 +163,57 @@ class Scan:
         return ds.FileSystemDataset(self.fragments(self.selected_files), self.snapshot.schema,
                                     ds.ParquetFileFormat(read_options=_READ_OPTIONS))
 
-    def _scanner(self, batch_size: int | None = None) -> ds.Scanner:
-        options: dict[str, Any] = {"columns": self.columns, "use_threads": True}
-        if batch_size:
-            options["batch_size"] = batch_size
-        if self.predicate is None:
-            return self.dataset().scanner(**options)
+    def _dictionary_dataset(self) -> tuple[ds.Dataset, frozenset[str]]:
+        """The dataset, reading low-cardinality string columns dictionary-encoded.
+
+        Decoding a dictionary-encoded Parquet string column into plain strings costs far more
+        than reading its indices. Read as dictionaries, conditions on such a column are tested
+        once per distinct value (:func:`_dictionary_mask`) and only the surviving rows are
+        decoded (:class:`_ReadPlan`).
+        """
+        fragments = self.fragments(self.selected_files)
+        wanted = self.columns if self.columns is not None else self.snapshot.schema.names
+        strings = [name for name in wanted if name not in self.snapshot.partition_columns
+                   and pa.types.is_string(self.snapshot.schema.field(name).type)]
+        if self.predicate is not None:
+            strings = [name for name in strings if name not in _like_columns(self.predicate)]
+        chosen = frozenset(_low_cardinality(fragments[0], strings)) if fragments and strings else frozenset()
+        if not chosen:
+            return ds.FileSystemDataset(fragments, self.snapshot.schema,
+                                        ds.ParquetFileFormat(read_options=_READ_OPTIONS)), chosen
         schema = self.snapshot.schema
-        options["filter"] = to_arrow_expression(self.predicate, schema)
-        names = columns_of(self.predicate)
+        for name in chosen:
+            index = schema.get_field_index(name)
+            schema = schema.set(index, schema.field(index).with_type(pa.dictionary(pa.int32(), pa.string())))
+        parquet = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+            coerce_int96_timestamp_unit="us", dictionary_columns=sorted(chosen)))
+        # Each fragment reads with its own format's options: make them anew with these.
+        return ds.FileSystemDataset(self.fragments(self.selected_files, parquet), schema, parquet), chosen
+
+    def _read_plan(self, batch_size: int | None = None) -> _ReadPlan:
+        dataset, chosen = self._dictionary_dataset()
+        size = {"batch_size": batch_size} if batch_size else {}
+        if self.predicate is None:
+            return _ReadPlan(dataset.scanner(columns=self.columns, use_threads=True, **size), chosen, [], None)
+        schema = self.snapshot.schema
+        rest, by_value = _split_by_dictionary_column(self.predicate, chosen)
+        columns = self.columns
+        if by_value and columns is not None:
+            columns = list(dict.fromkeys([*columns, *(name for name, _ in by_value)]))
+        options: dict[str, Any] = {"columns": columns, "use_threads": True, **size}
+        if rest is None:
+            return _ReadPlan(dataset.scanner(**options), chosen, by_value, self.columns)
+        options["filter"] = to_arrow_expression(rest, schema, chosen)
+        names = columns_of(rest)
         if not any(pa.types.is_floating(_leaf_type(schema, name)) for name in names):
-            return self.dataset().scanner(**options)
+            return _ReadPlan(dataset.scanner(**options), chosen, by_value, self.columns)
         # Parquet min/max leave NaN out and pyarrow reads min == max as "every value equals
         # it", so it drops row groups whose NaN rows match (``f != 1`` over [1, NaN]). Filters
         # on float columns therefore run on the rows as read, without row-group pruning.
-        needed = None if self.columns is None else list(dict.fromkeys(
-            [*self.columns, *(name.split(".")[0] for name in names)]))
-        raw = self.dataset().scanner(columns=needed, use_threads=True, **({"batch_size": batch_size} if batch_size else {}))
-        return ds.Scanner.from_batches(raw.to_reader(), **options)
+        needed = None if columns is None else list(dict.fromkeys(
+            [*columns, *(name.split(".")[0] for name in names)]))
+        raw = dataset.scanner(columns=needed, use_threads=True, **size)
+        return _ReadPlan(ds.Scanner.from_batches(raw.to_reader(), **options), chosen, by_value, self.columns)
 
     # --- terminals ------------------------------------------------------------------
 
@@ -157,15 +232,21 @@ class Scan:
     def to_arrow(self) -> pa.Table:
         """All matching rows as one Arrow table, files in log order."""
         with self._reading():
-            return self._scanner().to_table()
+            plan = self._read_plan()
+            if plan.plain:
+                return plan.scanner.to_table()
+            return pa.Table.from_batches(plan.batches(), schema=plan.schema)
 
     def to_batches(self, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
         """Matching rows as a stream of record batches (memory bounded by batches)."""
         with self._reading():
-            yield from self._scanner(batch_size).to_batches()
+            yield from self._read_plan(batch_size).batches()
 
     def to_reader(self, batch_size: int | None = None) -> pa.RecordBatchReader:
-        return self._scanner(batch_size).to_reader()
+        plan = self._read_plan(batch_size)
+        if plan.plain:
+            return plan.scanner.to_reader()
+        return pa.RecordBatchReader.from_batches(plan.schema, plan.batches())
 
     def to_pandas(self) -> Any:
         require("pandas", "pandas")
@@ -178,4 +259,85 @@ class Scan:
     def count(self) -> int:
         """Number of matching rows."""
         with self._reading():
-            return self._scanner().count_rows()
+            plan = self._read_plan()
+            if not plan.filters:
+                return plan.scanner.count_rows()
+            return sum(batch.num_rows for batch in plan.batches())
+
+
+@dataclass
+class _ReadPlan:
+    """A pyarrow scanner plus what is left to do to its batches.
+
+    ``filters`` are conditions on dictionary-read columns, applied per distinct value here
+    rather than per row by the scanner; ``columns`` is the projection to return when filter
+    columns were read only to test them.
+    """
+
+    scanner: ds.Scanner
+    dictionary_columns: frozenset[str]
+    filters: list[tuple[str, Predicate]]
+    columns: list[str] | None
+
+    @property
+    def plain(self) -> bool:
+        return not self.dictionary_columns and not self.filters
+
+    @property
+    def schema(self) -> pa.Schema:
+        schema = self.scanner.projected_schema
+        if self.filters and self.columns is not None:
+            schema = pa.schema([schema.field(name) for name in self.columns])
+        return pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema])
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        verdicts: dict[tuple[str, tuple], np.ndarray] = {}  # batches of one file share dictionaries
+        for batch in self.scanner.to_batches():
+            if self.filters:
+                mask = None
+                for name, predicate in self.filters:
+                    found = _dictionary_mask(batch.column(name), name, predicate, verdicts)
+                    mask = found if mask is None else np.logical_and(mask, found, out=mask)
+                batch = batch.filter(pa.array(mask))
+                if self.columns is not None:
+                    batch = batch.select(self.columns)
+            if self.dictionary_columns:
+                batch = pa.RecordBatch.from_arrays(
+                    [column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+                     for column in batch.columns], names=batch.schema.names)
+            yield batch
+
+
+def _split_by_dictionary_column(predicate: Predicate, columns: frozenset[str]
+                                ) -> tuple[Predicate | None, list[tuple[str, Predicate]]]:
+    """Split the top-level AND into conditions on one dictionary-read column each, and the rest."""
+    parts = list(predicate.children) if isinstance(predicate, And) else [predicate]
+    by_value: list[tuple[str, Predicate]] = []
+    rest: list[Predicate] = []
+    for part in parts:
+        names = columns_of(part)
+        if len(names) == 1 and next(iter(names)) in columns:
+            by_value.append((next(iter(names)), part))
+        else:
+            rest.append(part)
+    remaining = None if not rest else rest[0] if len(rest) == 1 else And(tuple(rest))
+    return remaining, by_value
+
+
+def _dictionary_mask(column: pa.Array, name: str, predicate: Predicate,
+                     verdicts: dict[tuple[str, tuple], np.ndarray]) -> np.ndarray:
+    """Which rows of a dictionary column satisfy ``predicate``: tested once per distinct value
+    (and once for NULL), then looked up by each row's index."""
+    key = (name, tuple(column.dictionary.to_pylist()))
+    passes = verdicts.get(key)
+    if passes is None:
+        values = pa.concat_arrays([column.dictionary, pa.nulls(1, column.dictionary.type)])
+        table = pa.table({name: values, "__position": pa.array(np.arange(len(values), dtype=np.int32))})
+        kept = table.filter(to_arrow_expression(predicate, table.schema)).column("__position").to_numpy()
+        passes = np.zeros(len(values), dtype=bool)
+        passes[kept] = True
+        verdicts[key] = passes
+    indices = column.indices
+    if indices.null_count:
+        indices = indices.fill_null(len(passes) - 1)  # the NULL slot appended above
+    return passes[np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
