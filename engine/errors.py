@@ -32,3 +32,7 @@ class ExecutionError(EngineError):
 
 class ResourcesExhaustedError(ExecutionError):
     """The query needs more memory than ``config.memory_limit`` allows."""
+
+
+class ConstraintViolationError(ExecutionError):
+    """A write would break a CHECK or NOT NULL constraint; the message names it and a failing row."""

@@ -217,6 +217,19 @@ class Scan:
 
     # --- terminals ------------------------------------------------------------------
 
+    def read_files(self, files: pa.Table | None = None) -> Iterator[tuple[str, pa.Table]]:
+        """Each selected file's path (as the log names it) and all of its rows, unfiltered.
+
+        Copy-on-write statements (DELETE, UPDATE, MERGE) decide per file what to rewrite,
+        so they need every row of a file together with the file it came from.
+        """
+        files = self.selected_files if files is None else files
+        schema = self.snapshot.schema
+        parquet = ds.ParquetFileFormat(read_options=_READ_OPTIONS)
+        with self._reading():
+            for path, fragment in zip(files.column("path").to_pylist(), self.fragments(files, parquet)):
+                yield path, ds.FileSystemDataset([fragment], schema, parquet).to_table()
+
     @contextmanager
     def _reading(self) -> Iterator[None]:
         """Turn a data file that vanished or cannot be read into one clear error."""

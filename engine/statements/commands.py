@@ -1,0 +1,165 @@
+"""Delta table commands that sqlglot has no grammar for, recognized by small patterns.
+
+Each pattern matches a whole statement (case-insensitive, any whitespace, optional trailing
+``;``). Table names are identifiers, ``"quoted identifiers"`` or ``'quoted/paths'``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import pyarrow as pa
+
+import lakehouse
+from engine.errors import PlanError
+from engine.statements.ddl import NOTHING, open_target
+
+if TYPE_CHECKING:
+    from engine.session import Session
+
+_NAME = r"""(?P<{0}>[A-Za-z_][\w$]*|"[^"]+"|'[^']+'|`[^`]+`)"""
+_TRAVEL = r"(?:\s+(?:VERSION\s+AS\s+OF\s+(?P<version>\d+)|TIMESTAMP\s+AS\s+OF\s+'(?P<timestamp>[^']+)'))?"
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1] if name[:1] in "\"'`" else name
+
+
+@dataclass
+class Command:
+    """A recognized command: what to run, with the pattern's named groups."""
+
+    handler: Callable[[Session, dict[str, Any]], pa.Table]
+    groups: dict[str, Any]
+
+    def run(self, session: Session) -> pa.Table:
+        return self.handler(session, self.groups)
+
+
+def _history(session: Session, g: dict[str, Any]) -> pa.Table:
+    table = open_target(session, _unquote(g["table"]))
+    entries = table.history(limit=int(g["limit"]) if g.get("limit") else None)
+    return pa.table({
+        "version": pa.array([e["version"] for e in entries], pa.int64()),
+        "timestamp": pa.array([e["timestamp"] * 1000 for e in entries], pa.timestamp("us", tz="UTC")),
+        "operation": pa.array([e.get("operation") for e in entries], pa.string()),
+        "operationParameters": pa.array([json.dumps(e.get("operationParameters") or {}, sort_keys=True)
+                                         for e in entries], pa.string()),
+        "operationMetrics": pa.array([json.dumps(e.get("operationMetrics") or {}, sort_keys=True)
+                                      for e in entries], pa.string()),
+    })
+
+
+def _detail(session: Session, g: dict[str, Any]) -> pa.Table:
+    table = open_target(session, _unquote(g["table"]))
+    snapshot = table.snapshot()
+    metadata = snapshot.metadata
+    return pa.table({
+        "name": [table.name], "location": [table.uri], "id": [snapshot.table_id],
+        "version": pa.array([snapshot.version], pa.int64()),
+        "numFiles": pa.array([snapshot.num_files], pa.int64()),
+        "sizeInBytes": pa.array([snapshot.size_bytes], pa.int64()),
+        "numRecords": pa.array([snapshot.num_records], pa.int64()),
+        "partitionColumns": [list(snapshot.partition_columns)],
+        "properties": [json.dumps(dict(snapshot.properties), sort_keys=True)],
+        "minReaderVersion": pa.array([snapshot.protocol.min_reader_version], pa.int32()),
+        "minWriterVersion": pa.array([snapshot.protocol.min_writer_version], pa.int32()),
+        "description": [getattr(metadata, "description", None)],
+    })
+
+
+def _travel(g: dict[str, Any]) -> dict[str, Any]:
+    if g.get("version"):
+        return {"version": int(g["version"])}
+    if g.get("timestamp"):
+        return {"timestamp": g["timestamp"]}
+    return {}
+
+
+def _report(values: dict[str, Any]) -> pa.Table:
+    """A one-row table of a maintenance report's scalar values (lists become counts)."""
+    row = {}
+    for key, value in values.items():
+        if isinstance(value, (list, tuple, set)):
+            continue
+        row[key] = [json.dumps(value, sort_keys=True) if isinstance(value, dict) else value]
+    return pa.table(row) if row else NOTHING
+
+
+def _clone(session: Session, g: dict[str, Any]) -> pa.Table:
+    source = open_target(session, _unquote(g["source"]))
+    location = session.catalog.table_location(_unquote(g["target"]))
+    travel = _travel(g)
+    if "timestamp" in travel:
+        travel = {"version": source.snapshot(timestamp=travel["timestamp"]).version}
+    lakehouse.shallow_clone(source, location, storage_options=session.catalog.storage_options, **travel)
+    return NOTHING
+
+
+def _restore(session: Session, g: dict[str, Any]) -> pa.Table:
+    table = open_target(session, _unquote(g["table"]))
+    travel = _travel(g)
+    if not travel:
+        raise PlanError("RESTORE needs TO VERSION AS OF n or TO TIMESTAMP AS OF 'timestamp'")
+    return _report(table.restore(**travel))
+
+
+def _vacuum(session: Session, g: dict[str, Any]) -> pa.Table:
+    table = open_target(session, _unquote(g["table"]))
+    report = table.vacuum(float(g["hours"]) if g.get("hours") else None, dry_run=bool(g.get("dry")))
+    files = report.get("files") or []
+    return pa.table({"path": pa.array([str(f) for f in files], pa.string())}) if report.get("dry_run") else \
+        _report(report)
+
+
+def _optimize(session: Session, g: dict[str, Any]) -> pa.Table:
+    table = open_target(session, _unquote(g["table"]))
+    zorder = [c.strip().strip('"`') for c in g["zorder"].split(",")] if g.get("zorder") else None
+    return _report(table.optimize(g.get("where"), zorder_by=zorder))
+
+
+def _create_tag(session: Session, g: dict[str, Any]) -> pa.Table:
+    table = open_target(session, _unquote(g["table"]))
+    table.create_tag(_unquote(g["tag"]), int(g["version"]) if g.get("version") else None)
+    return NOTHING
+
+
+def _drop_tag(session: Session, g: dict[str, Any]) -> pa.Table:
+    open_target(session, _unquote(g["table"])).drop_tag(_unquote(g["tag"]))
+    return NOTHING
+
+
+def _show_tags(session: Session, g: dict[str, Any]) -> pa.Table:
+    tags = open_target(session, _unquote(g["table"])).tags()
+    names = sorted(tags)
+    return pa.table({"tag": pa.array(names, pa.string()), "version": pa.array([tags[n] for n in names], pa.int64())})
+
+
+_PATTERNS: list[tuple[re.Pattern[str], Callable[[Session, dict[str, Any]], pa.Table]]] = [
+    (re.compile(r"DESCRIBE\s+HISTORY\s+" + _NAME.format("table") + r"(?:\s+LIMIT\s+(?P<limit>\d+))?"), _history),
+    (re.compile(r"DESCRIBE\s+DETAIL\s+" + _NAME.format("table")), _detail),
+    (re.compile(r"CREATE\s+TABLE\s+" + _NAME.format("target") + r"\s+SHALLOW\s+CLONE\s+" + _NAME.format("source")
+                + _TRAVEL), _clone),
+    (re.compile(r"RESTORE\s+(?:TABLE\s+)?" + _NAME.format("table") + r"\s+TO" + _TRAVEL), _restore),
+    (re.compile(r"VACUUM\s+" + _NAME.format("table") + r"(?:\s+RETAIN\s+(?P<hours>\d+(?:\.\d+)?)\s+HOURS)?"
+                r"(?P<dry>\s+DRY\s+RUN)?"), _vacuum),
+    (re.compile(r"OPTIMIZE\s+" + _NAME.format("table") + r"(?:\s+WHERE\s+(?P<where>.+?))?"
+                r"(?:\s+ZORDER\s+BY\s*\((?P<zorder>[^)]*)\))?"), _optimize),
+    (re.compile(r"ALTER\s+TABLE\s+" + _NAME.format("table") + r"\s+CREATE\s+TAG\s+" + _NAME.format("tag")
+                + r"(?:\s+VERSION\s+AS\s+OF\s+(?P<version>\d+))?"), _create_tag),
+    (re.compile(r"ALTER\s+TABLE\s+" + _NAME.format("table") + r"\s+DROP\s+TAG\s+" + _NAME.format("tag")), _drop_tag),
+    (re.compile(r"SHOW\s+TAGS\s+(?:(?:IN|FROM)\s+)?" + _NAME.format("table")), _show_tags),
+]
+
+
+def match(sql: str) -> Command | None:
+    """The command ``sql`` states, or None when it is not one of these commands."""
+    text = sql.strip().rstrip(";").strip()
+    for pattern, handler in _PATTERNS:
+        found = re.fullmatch(pattern.pattern, text, flags=re.IGNORECASE | re.DOTALL)
+        if found:
+            return Command(handler, found.groupdict())
+    return None
