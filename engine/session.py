@@ -20,6 +20,8 @@ from engine.sql.binder import Binder
 from engine.sql.parser import deep_recursion, parse
 
 _EXPLAIN = re.compile(r"^\s*explain(\s+analyze)?\s+", re.IGNORECASE)
+# Texts that can only be queries skip the statement dispatcher (and its extra parse).
+_QUERY = re.compile(r"^\s*(?:\(|select\b|with\b|values\b|from\b)", re.IGNORECASE)
 
 
 class Result:
@@ -107,6 +109,26 @@ class Result:
         return f"Result(columns={self.columns})"
 
 
+class StatementResult(Result):
+    """The answer of a statement, computed when the statement ran."""
+
+    def __init__(self, session: Session, sql: str, table: pa.Table) -> None:
+        from engine.logical.expr import Field
+        from engine.logical.plan import Values
+
+        fields = tuple(Field(i, f.name, f.type) for i, f in enumerate(table.schema))
+        super().__init__(session, Values(fields, ()), sql)
+        self._table = table
+        self.elapsed = 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._table.column_names) if self._table is not None else []
+
+    def explain(self, analyze: bool = False) -> str:  # noqa: ARG002
+        return f"statement: {self.sql.strip()}"
+
+
 class Session:
     """A connection to a warehouse: ``session.sql(query)`` returns a :class:`Result`."""
 
@@ -132,8 +154,18 @@ class Session:
                 raise UnsupportedSQLError("the query is nested too deeply to plan; simplify it") from None
 
     def sql(self, sql: str) -> Result:
-        """Plan a query (``EXPLAIN [ANALYZE]`` prefixes are understood); rows come on first access."""
+        """Run one statement or plan one query (``EXPLAIN [ANALYZE]`` prefixes are understood).
+
+        Statements (CREATE, INSERT, DELETE, VACUUM, ...) run now and their answer is kept;
+        a query's rows come on first access.
+        """
+        from engine.statements import run_statement
+
         match = _EXPLAIN.match(sql)
+        if not match and not _QUERY.match(sql):
+            answer = run_statement(self, sql)
+            if answer is not None:
+                return StatementResult(self, sql, answer)
         if match:
             return Result(self, self.plan(sql[match.end():]), sql, analyze=bool(match.group(1)), explain_only=True)
         return Result(self, self.plan(sql), sql)
