@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lakehouse import errors as lakehouse_errors
 from lakehouse.errors import LakehouseError
 
 
@@ -34,5 +35,8 @@ class ResourcesExhaustedError(ExecutionError):
     """The query needs more memory than ``config.memory_limit`` allows."""
 
 
-class ConstraintViolationError(ExecutionError):
-    """A write would break a CHECK or NOT NULL constraint; the message names it and a failing row."""
+class ConstraintViolationError(ExecutionError, lakehouse_errors.ConstraintViolationError):
+    """A write would break a CHECK or NOT NULL constraint; the message names it and a failing row.
+
+    Also a :class:`lakehouse.errors.ConstraintViolationError`, so one ``except`` catches the
+    engine's SQL-level checks and the table writer's own."""

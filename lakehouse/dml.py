@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Collection, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from lakehouse.constraints import checked_batches, compile_constraints
 from lakehouse.errors import CommitOutcomeUnknownError, ProtocolError, SchemaError
 from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate, to_sql
 from lakehouse.log.actions import Action, AddFile, Metadata
@@ -64,12 +65,26 @@ def _publish(commit: Commit, writer: FileWriter) -> int:
         raise
 
 
-def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None) -> dict[str, Any]:
-    """Add rows; a blind append, so it never conflicts with other appends."""
+def _checked(snapshot: Snapshot, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+             checked_constraints: Collection[str]) -> Iterator[pa.RecordBatch]:
+    """``batches`` verified against the table's CHECK constraints (those not ``checked_constraints``)."""
+    table = snapshot.location.name
+    compiled = compile_constraints(snapshot.properties, schema, table=table, checked=checked_constraints)
+    return checked_batches(batches, compiled, table=table) if compiled else iter(batches)
+
+
+def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None,
+           checked_constraints: Collection[str] = ()) -> dict[str, Any]:
+    """Add rows; a blind append, so it never conflicts with other appends.
+
+    Rows must satisfy the table's CHECK constraints; ``checked_constraints`` names those
+    the caller has verified itself (the SQL engine evaluates any SQL expression).
+    """
     location = snapshot.location
     check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
     writer = _writer(snapshot, target=target_file_size)
-    adds = writer.write(conformed_batches(to_reader(data), snapshot.schema, table=location.name))
+    batches = conformed_batches(to_reader(data), snapshot.schema, table=location.name)
+    adds = writer.write(_checked(snapshot, snapshot.schema, batches, checked_constraints))
     rows = _rows(adds)
     commit = _base_commit(
         snapshot, "WRITE",
@@ -83,7 +98,7 @@ def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None
 
 
 def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
-              target_file_size: int | None = None) -> dict[str, Any]:
+              target_file_size: int | None = None, checked_constraints: Collection[str] = ()) -> dict[str, Any]:
     """Replace all rows. ``schema_mode="overwrite"`` also replaces the schema."""
     location = snapshot.location
     check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
@@ -104,7 +119,8 @@ def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
     elif schema_mode is not None:
         raise SchemaError(f"schema_mode must be None or 'overwrite', got {schema_mode!r}")
     writer = _writer(snapshot, schema, target=target_file_size)
-    adds = writer.write(conformed_batches(reader, schema, table=location.name))
+    batches = conformed_batches(reader, schema, table=location.name)
+    adds = writer.write(_checked(snapshot, schema, batches, checked_constraints))
     now = _now_ms()
     removed = adds_from_files(snapshot.files)
     actions += [a.remove(now) for a in removed] + list(adds)

@@ -38,6 +38,18 @@ class TagNotFoundError(LakehouseError):
 # --- protocol and log -------------------------------------------------------------------
 
 
+class InvalidTagError(LakehouseError):
+    """A tag name, version or retention period is not acceptable."""
+
+
+class TagExistsError(InvalidTagError):
+    """A live tag of that name exists already; drop it first or pick another name."""
+
+
+class RetentionCheckError(LakehouseError):
+    """VACUUM was asked to keep less history than the table's retention without forcing it."""
+
+
 class ProtocolError(LakehouseError):
     """The table's log breaks or exceeds what the Delta protocol (as we support it) allows."""
 
@@ -109,6 +121,11 @@ class DataFileError(StorageError):
     """A data file the log references is missing or unreadable (deleted, vacuumed, corrupt)."""
 
 
+class ConstraintViolationError(LakehouseError):
+    """Data breaks a table's CHECK constraint or NOT NULL column; the message names the
+    constraint and shows a failing row."""
+
+
 class MissingDependencyError(LakehouseError):
     """An optional dependency is needed for this call; the message names the pip extra."""
 
@@ -118,17 +135,21 @@ __all__ = [
     "CommitConflictError",
     "CommitError",
     "CommitOutcomeUnknownError",
+    "ConstraintViolationError",
     "CorruptLogError",
     "DataFileError",
     "InvalidFilterError",
+    "InvalidTagError",
     "LakehouseError",
     "LakehouseWarning",
     "MissingDependencyError",
     "ProtocolError",
+    "RetentionCheckError",
     "SchemaError",
     "StorageError",
     "TableAlreadyExistsError",
     "TableNotFoundError",
+    "TagExistsError",
     "TagNotFoundError",
     "UnsafePathError",
     "UnsupportedFeatureError",

@@ -12,9 +12,11 @@ MAX_WRITER_VERSION = 7
 # typeWidening reads because older files are cast to the widened type when scanned;
 # vacuumProtocolCheck only restricts vacuum, which checks the writer protocol anyway.
 SUPPORTED_READER_FEATURES = frozenset({"timestampNtz", "typeWidening", "vacuumProtocolCheck"})
-SUPPORTED_WRITER_FEATURES = frozenset({"appendOnly", "changeDataFeed", "timestampNtz", "vacuumProtocolCheck"})
+SUPPORTED_WRITER_FEATURES = frozenset({"appendOnly", "changeDataFeed", "checkConstraints", "timestampNtz",
+                                       "vacuumProtocolCheck"})
 # Legacy writer versions 2..4 bring these features; we can honour them when no data uses
-# invariants, generated columns or CHECK constraints (checked per table below).
+# invariants or generated columns (checked per table below). CHECK constraints are
+# enforced by lakehouse.constraints on every write.
 LEGACY_WRITER_LIMIT = 4
 
 
@@ -24,6 +26,26 @@ def default_protocol(configuration: Mapping[str, str]) -> Protocol:
     # CHECK constraints need writer 3; at writer 2 other engines would ignore them.
     checks = any(key.startswith("delta.constraints.") for key in configuration)
     return Protocol(1, 4 if cdf or checks else 2)
+
+
+def upgraded(protocol: Protocol, configuration: Mapping[str, str]) -> Protocol:
+    """The protocol a table needs once ``configuration`` is its configuration (never a downgrade).
+
+    Legacy versions rise to the feature's minimum writer version (CHECK 3, CDF 4); a table
+    already on writer 7 lists the feature instead.
+    """
+    cdf = str(configuration.get("delta.enableChangeDataFeed", "false")).lower() == "true"
+    checks = any(key.startswith("delta.constraints.") for key in configuration)
+    if protocol.min_writer_version == 7:
+        wanted = set(protocol.writer_features or ())
+        wanted |= ({"changeDataFeed"} if cdf else set()) | ({"checkConstraints"} if checks else set())
+        if wanted == set(protocol.writer_features or ()):
+            return protocol
+        return Protocol(protocol.min_reader_version, 7, protocol.reader_features, tuple(sorted(wanted)))
+    needed = max(protocol.min_writer_version, 4 if cdf else 3 if checks else 0)
+    if needed == protocol.min_writer_version:
+        return protocol
+    return Protocol(protocol.min_reader_version, needed, protocol.reader_features, protocol.writer_features)
 
 
 def check_readable(protocol: Protocol, *, table: str) -> None:
@@ -55,11 +77,6 @@ def check_writable(protocol: Protocol, metadata: Metadata, *, table: str) -> Non
         raise UnsupportedFeatureError(
             f"table '{table}' needs Delta writer version {protocol.min_writer_version}; "
             f"lakehouse writes tables up to version {LEGACY_WRITER_LIMIT}")
-    constraints = sorted(k for k in metadata.configuration if k.startswith("delta.constraints."))
-    if constraints:
-        raise UnsupportedFeatureError(
-            f"table '{table}' has CHECK constraint(s) {', '.join(c.split('.', 2)[2] for c in constraints)}, "
-            "which this version of lakehouse cannot enforce; it refuses to write rather than skip them")
     schema = metadata.schema_string
     for marker, what in (("delta.invariants", "column invariants"), ("delta.generationExpression", "generated columns"),
                          ("delta.identity", "identity columns")):

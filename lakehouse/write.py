@@ -76,6 +76,7 @@ class FileWriter:
     configuration: Mapping[str, str] = field(default_factory=dict)
     target_file_size: int = 128 * 1024 * 1024
     data_change: bool = True
+    folder: str = ""  # a sub-folder of the root for every file, e.g. "_change_data"
     _open: dict[tuple[Any, ...], _OpenFile] = field(default_factory=dict, init=False)
     _done: list[AddFile] = field(default_factory=list, init=False)
     _counter: int = field(default=0, init=False)
@@ -151,6 +152,7 @@ class FileWriter:
         name = f"part-{self._counter:05d}-{self._write_id}-{uuid.uuid4()}-c000.snappy.parquet"
         self._counter += 1
         folder = partition_dir(list(self.partition_columns), values) if self.partition_columns else ""
+        folder = "/".join(part for part in (self.folder, folder) if part)
         relative = f"{folder}/{name}" if folder else name
         full = self.storage.join(self.root, relative)
         fs = self.storage.arrow_filesystem

@@ -18,7 +18,7 @@ import pytest
 
 import lakehouse
 from lakehouse import (
-    ColumnNotFoundError, CorruptLogError, InvalidFilterError, LakehouseError, SchemaError, TableAlreadyExistsError,
+    ColumnNotFoundError, ConstraintViolationError, CorruptLogError, InvalidFilterError, LakehouseError, SchemaError, TableAlreadyExistsError,
     TableNotFoundError, UnsafePathError, UnsupportedFeatureError, VersionNotFoundError,
 )
 
@@ -250,26 +250,41 @@ def test_legacy_writer_version_above_4_is_refused_for_writes(three_versions, tab
 # --- CHECK constraints and properties -------------------------------------------------
 
 
-def test_check_constraints_refuse_writes(table_path):
+def test_check_constraints_are_enforced_on_python_writes(table_path):
     table = lakehouse.create_table(table_path, SCHEMA, properties={"delta.constraints.positive_id": "id > 0"})
     # CHECK constraints need writer version 3 at least, or other engines would ignore them.
     assert table.snapshot().protocol.min_writer_version >= 3
-    data = pa.table({"id": [1], "name": ["a"]}, schema=SCHEMA)
-    for write in (lambda: table.append(data), lambda: table.overwrite(data), lambda: table.delete()):
-        with pytest.raises(UnsupportedFeatureError) as info:
+    table.append(pa.table({"id": [1], "name": ["a"]}, schema=SCHEMA))
+    bad = pa.table({"id": [2, -7], "name": ["b", "x"]}, schema=SCHEMA)
+    for write in (lambda: table.append(bad), lambda: table.overwrite(bad)):
+        with pytest.raises(ConstraintViolationError) as info:
             write()
-        assert "positive_id" in str(info.value) and "table 'table'" in str(info.value)
-    assert table.version() == 0
-    assert table.to_arrow().num_rows == 0  # reading is still fine
+        message = str(info.value)
+        assert "positive_id" in message and "table 'table'" in message and "id=-7" in message
+    assert table.version() == 1
+    assert table.to_arrow().column("id").to_pylist() == [1]
+    assert not [p for p in os.listdir(table_path) if p.endswith(".parquet")][1:]  # no stray files
 
 
-def test_constraint_added_by_another_engine_refuses_writes(three_versions, table_path):
+def test_constraint_added_by_another_engine_is_enforced(three_versions, table_path):
     metadata = json.loads(open(commit_path(table_path, 0)).read().splitlines()[2])["metaData"]
     metadata["configuration"] = {"delta.constraints.name_not_empty": "name <> ''"}
     write_commit(table_path, 3, [{"protocol": {"minReaderVersion": 1, "minWriterVersion": 3}},
                                  {"metaData": metadata}])
-    with pytest.raises(UnsupportedFeatureError, match="name_not_empty"):
+    with pytest.raises(ConstraintViolationError, match="name_not_empty"):
+        three_versions.append(pa.table({"id": [4], "name": [""]}, schema=SCHEMA))
+    three_versions.append(pa.table({"id": [4], "name": ["d"]}, schema=SCHEMA))
+    assert three_versions.version() == 4
+
+
+def test_constraint_the_python_writer_cannot_evaluate_refuses_writes(three_versions, table_path):
+    metadata = json.loads(open(commit_path(table_path, 0)).read().splitlines()[2])["metaData"]
+    metadata["configuration"] = {"delta.constraints.short_name": "length(name) < 10"}
+    write_commit(table_path, 3, [{"protocol": {"minReaderVersion": 1, "minWriterVersion": 3}},
+                                 {"metaData": metadata}])
+    with pytest.raises(UnsupportedFeatureError, match="short_name.*write through SQL"):
         three_versions.append(pa.table({"id": [4], "name": ["d"]}, schema=SCHEMA))
+    assert three_versions.version() == 3
 
 
 @pytest.mark.parametrize("key, value, expected", [

@@ -140,19 +140,19 @@ def describe(session: Session, node: exp.Describe) -> pa.Table:
 
 
 def alter(session: Session, node: exp.Alter) -> pa.Table:
-    from lakehouse import dml
+    from lakehouse import alter as lakehouse_alter
 
     name = table_name(node)
     table = open_target(session, name)
     for action in node.args.get("actions") or []:
         if isinstance(action, exp.ColumnDef):
-            dml.add_columns(table.snapshot(), [column_field(action).with_nullable(True)])
+            lakehouse_alter.add_columns(table.snapshot(), [column_field(action).with_nullable(True)])
         elif isinstance(action, exp.AlterSet):
             props: dict[str, str] = {}
             for group in action.expressions:
                 for prop in group.expressions:
                     props[str(prop.this.name)] = prop.args["value"].name
-            dml.set_properties(table.snapshot(), props)
+            lakehouse_alter.set_properties(table.snapshot(), props)
         elif isinstance(action, exp.AddConstraint):
             for constraint in action.expressions:
                 check = next((e for e in constraint.expressions if isinstance(e, exp.CheckColumnConstraint)), None)
@@ -163,7 +163,7 @@ def alter(session: Session, node: exp.Alter) -> pa.Table:
 
                 sql_text = check.this.sql(dialect="duckdb")
                 check_constraints(session, name, table.to_arrow(), {constraint.name: sql_text}, existing=True)
-                dml.add_constraint(table.snapshot(), constraint.name, sql_text)
+                lakehouse_alter.add_constraint(table.snapshot(), constraint.name, sql_text, verify=False)
         else:
             raise UnsupportedSQLError(f"ALTER TABLE ... {action.sql(dialect='duckdb')} is not supported; "
                                       "supported: ADD COLUMN, SET TBLPROPERTIES, ADD CONSTRAINT, CREATE/DROP TAG")

@@ -114,10 +114,11 @@ def insert(session: Session, node: exp.Insert) -> pa.Table:
     data = _conform(rows, schema, columns, name)
     snapshot = table.snapshot()
     check_constraints(session, name, data, constraints_of(dict(snapshot.properties)))
+    checked = list(constraints_of(dict(snapshot.properties)))
     if node.args.get("overwrite"):
-        table.overwrite(data)
+        table.overwrite(data, checked_constraints=checked)
     else:
-        table.append(data)
+        table.append(data, checked_constraints=checked)
     return affected_rows(data.num_rows)
 
 
@@ -147,19 +148,21 @@ def _walk(plan: Any) -> Iterator[Any]:
 
 
 def _candidates(session: Session, name: str, where: exp.Expression | None
-                ) -> tuple[Any, list[str], pa.Table | None, np.ndarray | None]:
-    """The snapshot, the candidate files' paths, all their rows (in file order) and each row's file."""
+                ) -> tuple[Any, list[str], pa.Table | None, np.ndarray | None, lx.Predicate | None]:
+    """The snapshot, the candidate files' paths, all their rows (in file order), each row's file,
+    and the predicate that picked the files (``None``: every file is a candidate)."""
     table = open_target(session, name)
     snapshot = table.snapshot()
-    scan = snapshot.scan(filter=_skipping_predicate(session, name, where))
+    predicate = _skipping_predicate(session, name, where)
+    scan = snapshot.scan(filter=predicate)
     paths, parts, owners = [], [], []
     for index, (path, rows) in enumerate(scan.read_files()):
         paths.append(path)
         parts.append(rows)
         owners.append(np.full(rows.num_rows, index, dtype=np.int64))
     if not parts:
-        return snapshot, [], None, None
-    return snapshot, paths, pa.concat_tables(parts), np.concatenate(owners)
+        return snapshot, [], None, None, predicate
+    return snapshot, paths, pa.concat_tables(parts), np.concatenate(owners), predicate
 
 
 def _evaluate(session: Session, rows: pa.Table, alias: str, where: exp.Expression | None,
@@ -184,13 +187,13 @@ def _alias(node: exp.Expression, name: str) -> str:
 
 
 def delete(session: Session, node: exp.Delete) -> pa.Table:
-    from lakehouse import dml
+    from lakehouse.rewrite import rewrite
 
     name = table_name(node.this)
     where = node.args["where"].this if node.args.get("where") else None
     if node.args.get("using"):
         raise UnsupportedSQLError("DELETE ... USING is not supported; use WHERE ... IN (SELECT ...)")
-    snapshot, paths, rows, owners = _candidates(session, name, where)
+    snapshot, paths, rows, owners, predicate = _candidates(session, name, where)
     if rows is None:
         return affected_rows(0)
     hit, _ = _evaluate(session, rows, _alias(node, name), where, {})
@@ -201,21 +204,21 @@ def delete(session: Session, node: exp.Delete) -> pa.Table:
     kept = rows.filter(pa.array(in_touched & ~hit))
     deleted = rows.filter(pa.array(hit))
     change = deleted.append_column("_change_type", pa.array(["delete"] * deleted.num_rows, pa.string()))
-    predicate = where.sql(dialect="duckdb") if where is not None else "true"
-    dml.rewrite(snapshot, removed_paths=[paths[i] for i in touched], data=kept, change_data=change,
-                operation="DELETE", parameters={"predicate": predicate},
-                metrics={"numDeletedRows": int(hit.sum()), "numCopiedRows": kept.num_rows})
+    rewrite(snapshot, removed_paths=[paths[i] for i in touched], data=kept, change_data=change,
+            operation="DELETE", parameters={"predicate": where.sql(dialect="duckdb") if where is not None else "true"},
+            metrics={"numDeletedRows": int(hit.sum()), "numCopiedRows": kept.num_rows}, read_predicate=predicate,
+            checked_constraints=list(constraints_of(dict(snapshot.properties))))
     return affected_rows(int(hit.sum()))
 
 
 def update(session: Session, node: exp.Update) -> pa.Table:
-    from lakehouse import dml
+    from lakehouse.rewrite import rewrite
 
     name = table_name(node.this)
     where = node.args["where"].this if node.args.get("where") else None
     if node.args.get("from_") or node.args.get("from"):
         raise UnsupportedSQLError("UPDATE ... FROM is not supported; use MERGE INTO or a subquery in SET/WHERE")
-    snapshot, paths, rows, owners = _candidates(session, name, where)
+    snapshot, paths, rows, owners, predicate = _candidates(session, name, where)
     schema = snapshot.schema
     assignments: dict[str, exp.Expression] = {}
     for assignment in node.expressions:
@@ -258,9 +261,10 @@ def update(session: Session, node: exp.Update) -> pa.Table:
         after.append_column("_change_type", pa.array(["update_postimage"] * after.num_rows, pa.string())),
     ])
     count = int(hit.sum())
-    dml.rewrite(snapshot, removed_paths=[paths[i] for i in touched], data=data, change_data=change,
-                operation="UPDATE", parameters={"predicate": where.sql(dialect="duckdb") if where is not None else "true"},
-                metrics={"numUpdatedRows": count, "numCopiedRows": data.num_rows - count})
+    rewrite(snapshot, removed_paths=[paths[i] for i in touched], data=data, change_data=change,
+            operation="UPDATE", parameters={"predicate": where.sql(dialect="duckdb") if where is not None else "true"},
+            metrics={"numUpdatedRows": count, "numCopiedRows": data.num_rows - count}, read_predicate=predicate,
+            checked_constraints=list(constraints_of(dict(snapshot.properties))))
     return affected_rows(count)
 
 
