@@ -40,9 +40,22 @@ class TableLocation:
 
     def data_file(self, raw: str) -> tuple[pafs.FileSystem, str]:
         """The pyarrow filesystem and path for an ``add.path`` from the log (validated)."""
+        storage, path = self.file_storage(raw)
+        return storage.arrow_filesystem, path
+
+    def file_storage(self, raw: str) -> tuple[Storage, str]:
+        """The storage and path holding the file an ``add``/``remove``/``cdc`` path names (validated).
+
+        Absolute URIs (a shallow clone's references into its source) must lie under this
+        table or an allowed root.
+        """
         path, url = resolve_data_path(self.root, raw, table=self.name, root_url=self.url,
                                       allowed_roots=self.allowed_roots)
         if url is None:
-            return self.storage.arrow_filesystem, path
-        storage, other = resolve(url, self.storage_options)
-        return storage.arrow_filesystem, other
+            return self.storage, path
+        # ``url`` is already decoded: map it onto our own storage when it is the same
+        # filesystem, since resolve() would decode a file:// URL a second time ('%3D' -> '=').
+        same = self.storage.from_url(url)
+        if same is not None:
+            return self.storage, same
+        return resolve(url, self.storage_options)

@@ -88,6 +88,12 @@ class Snapshot:
             return None
         return int(pc.sum(counts).as_py() or 0)
 
+    def fingerprint(self) -> str:
+        """A stable digest of (table id, version, live file paths and sizes); tags record it."""
+        from lakehouse.refs import fingerprint
+
+        return fingerprint(self)
+
     def txn_version(self, app_id: str) -> int | None:
         """The last ``txn`` version recorded for ``app_id`` (exactly-once writers), if any."""
         txn = self.state.txns.get(app_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -84,14 +84,19 @@ class Table:
         return self._listing().latest_version
 
     def snapshot(self, version: int | None = None, *,
-                 timestamp: dt.datetime | dt.date | str | int | None = None) -> Snapshot:
-        """The table as of ``version``, or as of ``timestamp`` (newest commit at or before it).
+                 timestamp: dt.datetime | dt.date | str | int | None = None, tag: str | None = None) -> Snapshot:
+        """The table as of ``version``, as of ``timestamp`` (newest commit at or before it), or
+        at the version a ``tag`` pins.
 
         Without arguments, the latest version. Timestamps are commit times: the commit
         file's modification time, made strictly increasing across versions.
         """
-        if version is not None and timestamp is not None:
-            raise LakehouseError("pass either version= or timestamp=, not both")
+        if sum(x is not None for x in (version, timestamp, tag)) > 1:
+            raise LakehouseError("pass either version= or timestamp= or tag=, not several")
+        if tag is not None:
+            from lakehouse.refs import get_tag
+
+            version = get_tag(self, tag).version
         listing = self._listing()
         times = listing.commit_timestamps()
         if timestamp is not None:
@@ -153,16 +158,87 @@ class Table:
     def to_arrow(self, columns: list[str] | None = None, filter: Predicate | str | None = None) -> pa.Table:  # noqa: A002
         return self.snapshot().to_arrow(columns=columns, filter=filter)
 
+    def changes(self, start_version: int, end_version: int | None = None, *, columns: list[str] | None = None,
+                filter: Predicate | str | None = None) -> pa.RecordBatchReader:  # noqa: A002
+        """The change data feed of versions ``start_version``..``end_version`` (inclusive) as a stream.
+
+        Rows carry ``_change_type`` (insert, delete, update_preimage, update_postimage),
+        ``_commit_version`` and ``_commit_timestamp``; see :mod:`lakehouse.changes`.
+        """
+        from lakehouse.changes import read_changes
+
+        return read_changes(self, start_version, end_version, columns=columns, filter=filter)
+
+    # --- tags -------------------------------------------------------------------------
+
+    def tag(self, name: str, *, version: int | None = None, retain: dt.timedelta | float | None = None,
+            note: str | None = None) -> Any:
+        """Pin ``version`` (latest when ``None``) under ``name``; vacuum keeps its files while the
+        tag lives (or until ``retain``, a timedelta or hours, has passed). Returns the ``Tag``."""
+        from lakehouse.refs import create_tag
+
+        return create_tag(self, name, version=version, retain=retain, note=note)
+
+    def tags(self) -> dict[str, Any]:
+        """Live tags by name (each a ``lakehouse.refs.Tag`` with ``version``, ``note``...)."""
+        from lakehouse.refs import list_tags
+
+        return list_tags(self)
+
+    def drop_tag(self, name: str) -> None:
+        """Remove a tag; its files become vacuumable once nothing else needs them."""
+        from lakehouse.refs import drop_tag
+
+        drop_tag(self, name)
+
+    # --- maintenance ------------------------------------------------------------------
+
+    def restore(self, version: int | None = None, *,
+                timestamp: dt.datetime | dt.date | str | int | None = None) -> dict[str, Any]:
+        """Make the latest version equal an older one (one new commit); see ``lakehouse.maintenance``."""
+        from lakehouse import maintenance
+
+        return maintenance.restore(self, version=version, timestamp=timestamp)
+
+    def vacuum(self, retain_hours: float | None = None, *, dry_run: bool = False,
+               enforce_retention: bool = True) -> dict[str, Any]:
+        """Delete files no version within the retention window, tag or clone needs (default 7 days)."""
+        from lakehouse import maintenance
+
+        return maintenance.vacuum(self, retain_hours, dry_run=dry_run, enforce_retention=enforce_retention)
+
+    def optimize(self, where: Predicate | str | None = None, *, zorder_by: Sequence[str] | None = None,
+                 target_file_size: int | None = None) -> dict[str, Any]:
+        """Compact small files (and cluster by ``zorder_by``) without changing data (dataChange=false)."""
+        from lakehouse import maintenance
+
+        return maintenance.optimize(self, where, zorder_by=list(zorder_by) if zorder_by else None,
+                                    target_file_size=target_file_size)
+
+    def clone(self, location: str, *, version: int | None = None,
+              storage_options: Mapping[str, Any] | None = None) -> Table:
+        """A zero-copy shallow clone of this table (at ``version``) at ``location``."""
+        from lakehouse.clone import shallow_clone
+
+        return shallow_clone(self, location, version=version, storage_options=storage_options)
+
     # --- writing ------------------------------------------------------------------------
 
-    def append(self, data: Any, *, target_file_size: int | None = None) -> dict[str, Any]:
-        """Add rows (pyarrow Table/RecordBatchReader, pandas or polars DataFrame)."""
-        return dml.append(self.snapshot(), data, target_file_size=target_file_size)
+    def append(self, data: Any, *, target_file_size: int | None = None,
+               checked_constraints: Collection[str] = ()) -> dict[str, Any]:
+        """Add rows (pyarrow Table/RecordBatchReader, pandas or polars DataFrame).
+
+        Rows breaking a CHECK constraint raise ``ConstraintViolationError`` and nothing is
+        written; ``checked_constraints`` names constraints the caller already verified.
+        """
+        return dml.append(self.snapshot(), data, target_file_size=target_file_size,
+                          checked_constraints=checked_constraints)
 
     def overwrite(self, data: Any, *, schema_mode: str | None = None,
-                  target_file_size: int | None = None) -> dict[str, Any]:
+                  target_file_size: int | None = None, checked_constraints: Collection[str] = ()) -> dict[str, Any]:
         """Replace every row; ``schema_mode="overwrite"`` replaces the schema too."""
-        return dml.overwrite(self.snapshot(), data, schema_mode=schema_mode, target_file_size=target_file_size)
+        return dml.overwrite(self.snapshot(), data, schema_mode=schema_mode, target_file_size=target_file_size,
+                             checked_constraints=checked_constraints)
 
     def delete(self, filter: Predicate | str | None = None) -> dict[str, Any]:  # noqa: A002
         """Delete rows matching ``filter`` (all rows when ``None``), rewriting only affected files."""
@@ -231,7 +307,14 @@ def open_table(location: str, *, storage_options: Mapping[str, Any] | None = Non
     ``allowed_roots`` lists outside locations (URLs) whose files the log may reference by
     absolute URI, e.g. the source of a shallow clone. Nothing else outside is ever read.
     """
+    from lakehouse.clone import clone_source_roots
+
     loc = TableLocation.of(location, storage_options=storage_options, allowed_roots=tuple(allowed_roots))
+    # A shallow clone records the source it reads; trust it as if the caller had passed it.
+    roots = clone_source_roots(loc)
+    if roots:
+        loc = TableLocation.of(location, storage_options=storage_options,
+                               allowed_roots=tuple(dict.fromkeys([*allowed_roots, *roots])))
     table = Table(loc)
     # Cheap existence check first (one stat); a full listing only when the first commit or
     # the checkpoint hint is missing (e.g. the log was cleaned up).
