@@ -13,7 +13,7 @@ from engine.datasource.lakehouse import LakehouseSource
 from engine.datasource.memory import MemorySource
 from engine.datasource.parquet import ParquetSource
 from engine.errors import PlanError, UnsupportedSQLError
-from lakehouse import open_table
+from lakehouse import Table, open_table
 from lakehouse.errors import TableNotFoundError
 from lakehouse.storage import resolve as resolve_storage
 
@@ -51,6 +51,17 @@ class Catalog:
             names += sorted(f for f in folders if f)
         return names
 
+    def open_table(self, name: str) -> Table:
+        """The lakehouse table called ``name`` in the warehouse, or at path ``name``."""
+        is_path = "/" in name or "://" in name or os.sep in name
+        location = name if is_path else self.table_location(name)
+        try:
+            return open_table(location, storage_options=self.storage_options)
+        except TableNotFoundError:
+            if is_path:
+                raise TableNotFoundError(f"no table at path '{name}'") from None
+            raise TableNotFoundError(self._not_found(name)) from None
+
     def resolve(self, name: str, *, version: tuple[str, Any] | None = None) -> TableSource:
         key = name.lower()
         if key in self._registered:
@@ -66,13 +77,7 @@ class Catalog:
                 raise TableNotFoundError(f"no Parquet file at path '{name}'") from None
             except pa.ArrowInvalid as exc:
                 raise PlanError(f"cannot read '{name}' as a Parquet file: {exc}") from None
-        location = name if is_path else self.table_location(name)
-        try:
-            table = open_table(location, storage_options=self.storage_options)
-        except TableNotFoundError:
-            if is_path:
-                raise TableNotFoundError(f"no table at path '{name}'") from None
-            raise TableNotFoundError(self._not_found(name)) from None
+        table = self.open_table(name)
         if version is None:
             snapshot = table.snapshot()
         elif version[0] == "version":
@@ -80,7 +85,7 @@ class Catalog:
         elif version[0] == "timestamp":
             snapshot = table.snapshot(timestamp=str(version[1]))
         else:
-            raise UnsupportedSQLError(f"VERSION AS OF '{version[1]}' (a tag) is not supported yet; use a version number")
+            snapshot = table.snapshot(tag=str(version[1]))
         return LakehouseSource(name, snapshot)
 
     def _not_found(self, name: str) -> str:

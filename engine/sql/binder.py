@@ -24,6 +24,7 @@ from engine.logical.expr import (
 from engine.logical.plan import Aggregate, Join, Limit, Plan, Project, Scan, SetOp, Sort, Values, Window
 from engine.sql.expressions import ExprBinder
 from engine.sql.scope import IdGenerator, Relation, Scope
+from engine.sql.table_functions import table_function
 from engine.sql.subqueries import SubqueryExpr, has_subquery, plan_expression, plan_filter
 from engine.types import common_type
 
@@ -421,8 +422,14 @@ class Binder:
         alias = alias_node.name if alias_node is not None and alias_node.name else None
         column_aliases = [c.name for c in alias_node.columns] if alias_node is not None and alias_node.columns else None
         if isinstance(node, exp.Table):
-            if node.args.get("joins") or isinstance(node.this, exp.Func):
-                raise UnsupportedSQLError(f"table function '{node.this.sql(dialect='duckdb')[:60]}' is not supported")
+            if node.args.get("joins"):
+                raise UnsupportedSQLError(f"'{node.sql(dialect='duckdb')[:60]}' is not supported in FROM")
+            if isinstance(node.this, exp.Func):
+                source = table_function(node.this, self.catalog)
+                fields = tuple(self.new_field(f.name, f.type, f.nullable) for f in source.schema)
+                plan = Scan(source, source.name, tuple(source.schema.names), fields)
+                names = _rename(list(source.schema.names), column_aliases, source.name)
+                return plan, Scope([Relation(alias or source.name, names, list(fields))], outer)
             if node.args.get("when") is not None:
                 # Other dialects' time travel (AT (VERSION => n)): refuse rather than read the latest.
                 raise UnsupportedSQLError(f"'{node.args['when'].sql()[:60]}' is not supported; "

@@ -170,10 +170,32 @@ def test_unsupported_construct_is_named(session, sql, construct):
     assert construct in str(exc)
 
 
-@pytest.mark.parametrize("sql", ["select * from range(10)", "select * from read_parquet('x.parquet')"])
+@pytest.mark.parametrize("sql", ["select * from read_csv('x.csv')", "select * from read_parquet('x.parquet')"])
 def test_builtin_table_function_is_named_as_unsupported(session, sql):
     exc = error_of(session, sql)
-    assert type(exc) is UnsupportedSQLError and "table function" in str(exc)
+    assert type(exc) is UnsupportedSQLError and "table function" in str(exc) and "table_changes" in str(exc)
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("select * from range(0, 10, 0)", "step cannot be 0"),
+    ("select * from range(1, x)", "arguments must be constants"),
+    ("select * from table_changes(5, 1)", "table name as a string"),
+    ("select * from table_changes('t')", "2 or 3 arguments"),
+])
+def test_table_function_arguments_are_checked(session, sql, message):
+    exc = error_of(session, sql)
+    assert isinstance(exc, LakehouseError) and message in str(exc)
+
+
+def test_range_and_generate_series_match_duckdb(session):
+    import duckdb
+
+    for sql in ["select * from range(5)", "select * from range(2, 11, 3)", "select * from range(5, 0, -2)",
+                "select * from generate_series(1, 4)", "select * from generate_series(10, 1, -4)",
+                "select count(*), sum(range) from range(1000000)", "select * from range(3, 3)"]:
+        ours = session.sql(sql).to_arrow().to_pylist()
+        theirs = duckdb.sql(sql).fetchall()
+        assert [tuple(r.values()) for r in ours] == theirs, sql
 
 
 # --- types ---------------------------------------------------------------------------------------
