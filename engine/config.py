@@ -22,3 +22,6 @@ class Config:
     memory_limit: int = field(default_factory=_default_memory_limit)
     batch_size: int = 1 << 17
     max_nesting: int = 200  # parentheses / subqueries deeper than this are refused before parsing
+    # VACUUM refuses a retention shorter than the table's (7 days by default) unless this is
+    # off: `SET retention_check = false` (or Spark's retentionDurationCheck.enabled setting).
+    retention_check: bool = True

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from sqlglot import exp
 
-from engine.statements import commands, ddl, dml
+from engine.statements import commands, ddl, dml, merge
 
 if TYPE_CHECKING:
     from engine.session import Session
@@ -30,6 +30,7 @@ _HANDLERS = {
     exp.Insert: dml.insert,
     exp.Delete: dml.delete,
     exp.Update: dml.update,
+    exp.Merge: merge.merge,
 }
 
 
@@ -47,8 +48,4 @@ def run_statement(session: Session, sql: str) -> pa.Table | None:
     for kind, handler in _HANDLERS.items():
         if isinstance(node, kind):
             return handler(session, node)
-    if isinstance(node, exp.Merge):
-        from engine.errors import UnsupportedSQLError
-
-        raise UnsupportedSQLError("MERGE INTO is not supported yet; use DELETE and INSERT, or table.merge")
     return None

@@ -109,7 +109,8 @@ def _restore(session: Session, g: dict[str, Any]) -> pa.Table:
 
 def _vacuum(session: Session, g: dict[str, Any]) -> pa.Table:
     table = open_target(session, _unquote(g["table"]))
-    report = table.vacuum(float(g["hours"]) if g.get("hours") else None, dry_run=bool(g.get("dry")))
+    report = table.vacuum(float(g["hours"]) if g.get("hours") else None, dry_run=bool(g.get("dry")),
+                          enforce_retention=session.config.retention_check)
     files = report.get("files") or []
     return pa.table({"path": pa.array([str(f) for f in files], pa.string())}) if report.get("dry_run") else \
         _report(report)
@@ -123,7 +124,7 @@ def _optimize(session: Session, g: dict[str, Any]) -> pa.Table:
 
 def _create_tag(session: Session, g: dict[str, Any]) -> pa.Table:
     table = open_target(session, _unquote(g["table"]))
-    table.create_tag(_unquote(g["tag"]), int(g["version"]) if g.get("version") else None)
+    table.tag(_unquote(g["tag"]), version=int(g["version"]) if g.get("version") else None)
     return NOTHING
 
 
@@ -135,7 +136,38 @@ def _drop_tag(session: Session, g: dict[str, Any]) -> pa.Table:
 def _show_tags(session: Session, g: dict[str, Any]) -> pa.Table:
     tags = open_target(session, _unquote(g["table"])).tags()
     names = sorted(tags)
-    return pa.table({"tag": pa.array(names, pa.string()), "version": pa.array([tags[n] for n in names], pa.int64())})
+    return pa.table({"tag": pa.array(names, pa.string()),
+                     "version": pa.array([tags[n].version for n in names], pa.int64()),
+                     "created": pa.array([tags[n].created_ms * 1000 for n in names], pa.timestamp("us", tz="UTC")),
+                     "note": pa.array([tags[n].note for n in names], pa.string())})
+
+
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
+               "tb": 1000**4, "tib": 1024**4}
+_SETTINGS = {"retention_check": "retention_check", "spark.databricks.delta.retentionDurationCheck.enabled":
+             "retention_check", "memory_limit": "memory_limit", "max_memory": "memory_limit"}
+
+
+def _setting_value(name: str, raw: str) -> Any:
+    text = raw.strip().strip("'\"")
+    if name == "retention_check":
+        if text.lower() in ("true", "on", "1"):
+            return True
+        if text.lower() in ("false", "off", "0"):
+            return False
+        raise PlanError(f"SET {name}: expected true or false, got {raw!r}")
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.lower())
+    if not found or found.group(2) not in {**_SIZE_UNITS, "": 1}:
+        raise PlanError(f"SET {name}: expected a size such as '4GB', got {raw!r}")
+    return int(float(found.group(1)) * _SIZE_UNITS.get(found.group(2) or "b", 1))
+
+
+def _set(session: Session, g: dict[str, Any]) -> pa.Table:
+    key = _SETTINGS.get(g["name"]) or _SETTINGS.get(g["name"].lower())
+    if key is None:
+        raise PlanError(f"unknown setting '{g['name']}'; settings: {', '.join(sorted(_SETTINGS))}")
+    setattr(session.config, key, _setting_value(key, g["value"]))
+    return NOTHING
 
 
 _PATTERNS: list[tuple[re.Pattern[str], Callable[[Session, dict[str, Any]], pa.Table]]] = [
@@ -151,6 +183,7 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[Session, dict[str, Any]], pa.Ta
     (re.compile(r"ALTER\s+TABLE\s+" + _NAME.format("table") + r"\s+CREATE\s+TAG\s+" + _NAME.format("tag")
                 + r"(?:\s+VERSION\s+AS\s+OF\s+(?P<version>\d+))?"), _create_tag),
     (re.compile(r"ALTER\s+TABLE\s+" + _NAME.format("table") + r"\s+DROP\s+TAG\s+" + _NAME.format("tag")), _drop_tag),
+    (re.compile(r"SET\s+(?:SESSION\s+|GLOBAL\s+)?(?P<name>[A-Za-z_][\w.]*)\s*(?:=|\s+TO\s+)\s*(?P<value>.+)"), _set),
     (re.compile(r"SHOW\s+TAGS\s+(?:(?:IN|FROM)\s+)?" + _NAME.format("table")), _show_tags),
 ]
 
