@@ -226,8 +226,6 @@ def update(session: Session, node: exp.Update) -> pa.Table:
         match = next((f.name for f in schema if f.name.lower() == column.lower()), None)
         if match is None:
             raise PlanError(f"UPDATE {name}: no column named '{column}'; columns are {', '.join(schema.names)}")
-        if match in snapshot.partition_columns:
-            raise UnsupportedSQLError(f"UPDATE {name}: '{match}' is a partition column and cannot be updated")
         if match in assignments:
             raise PlanError(f"UPDATE {name}: column '{match}' is assigned twice")
         assignments[match] = assignment.expression
