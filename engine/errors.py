@@ -31,6 +31,10 @@ class ExecutionError(EngineError):
     """The query failed while running (division by zero in strict casts, bad data...)."""
 
 
+class QueryCancelledError(ExecutionError):
+    """``Result.cancel()`` stopped the query (e.g. Ctrl+C in the shell); nothing was returned."""
+
+
 class ResourcesExhaustedError(ExecutionError):
     """The query needs more memory than ``config.memory_limit`` allows."""
 

@@ -36,14 +36,30 @@ class Result:
         self._explain_only = explain_only
         self._table: pa.Table | None = None
         self._physical: PhysicalPlan | None = None
+        self._context: ExecutionContext | None = None
+        self._cancelled = False
         self.elapsed: float | None = None
+
+    def cancel(self) -> None:
+        """Stop the query if it is running (from another thread), or keep it from starting.
+
+        Operators check the flag between batches, so the run stops within one batch's work
+        and raises ``QueryCancelledError``.
+        """
+        self._cancelled = True
+        if self._context is not None:
+            self._context.cancelled = True
 
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.plan.fields] if not self._explain_only else ["plan"]
 
     def _run(self) -> pa.Table:
-        context = ExecutionContext(self.session.config.memory_limit, self.session.config.batch_size)
+        context = ExecutionContext(self.session.config.memory_limit, self.session.config.batch_size,
+                                   cancelled=self._cancelled)
+        self._context = context
+        if self._cancelled:
+            context.check_cancelled()
         self._physical = create_physical_plan(self.plan, context)
         started = time.perf_counter()
         batches = list(self._physical.root.run())

@@ -374,3 +374,23 @@ def test_hash_join_streams_its_probe_side(tight):
 def test_errors_are_engine_errors(session):
     for sql in ("selec 1", "select nope from orders", "select * from orders, lateral (select 1)"):
         assert isinstance(error_of(session, sql), EngineError)
+
+
+def test_cancel_stops_a_running_query_and_the_session_goes_on(session):
+    import threading
+    import time
+
+    from engine.errors import QueryCancelledError
+
+    result = session.sql("select count(*) from range(2000000000) a where a.range % 7 = 3")
+    timer = threading.Timer(0.3, result.cancel)
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(QueryCancelledError, match="query cancelled"):
+        result.to_arrow()
+    assert time.perf_counter() - started < 20  # the full query would take minutes
+    assert session.sql("select 1 + 1 as two").to_arrow().to_pylist() == [{"two": 2}]
+    early = session.sql("select 1")
+    early.cancel()  # cancelled before it runs: it never starts
+    with pytest.raises(QueryCancelledError):
+        early.to_arrow()

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from engine.errors import ResourcesExhaustedError
+from engine.errors import QueryCancelledError, ResourcesExhaustedError
 from engine.logical.expr import Field
 from engine.physical.exprs import column_name
 
@@ -30,7 +30,7 @@ class ExecutionContext:
 
     def check_cancelled(self) -> None:
         if self.cancelled:
-            raise KeyboardInterrupt
+            raise QueryCancelledError("query cancelled")
 
 
 @dataclass
