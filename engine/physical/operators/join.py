@@ -162,9 +162,15 @@ class JoinOp(Operator):
             acero.Declaration("record_batch_reader_source", acero.RecordBatchReaderSourceNodeOptions(reader)),
             acero.Declaration("table_source", acero.TableSourceNodeOptions(right))])
         schema = self.schema
-        for batch in plan.to_reader(use_threads=True):
-            if batch.num_rows:
-                yield pa.RecordBatch.from_arrays(batch.columns, schema=schema) if batch.schema != schema else batch
+        joined = plan.to_reader(use_threads=True)
+        try:
+            for batch in joined:
+                if batch.num_rows:
+                    yield pa.RecordBatch.from_arrays(batch.columns, schema=schema) if batch.schema != schema else batch
+        finally:
+            # A consumer that stops early (LIMIT, cancel, error) must close the Acero plan,
+            # or its threads outlive the interpreter and abort it at exit.
+            joined.close()
 
     # --- hash join ---------------------------------------------------------------------------
 
