@@ -110,6 +110,11 @@ def test_merge_matches_duckdb(tmp_path_factory, target, source, statement, split
         assert int(metrics["numTargetRowsUpdated"]) == result["num_updated_rows"]
         assert int(metrics["numTargetRowsDeleted"]) == result["num_deleted_rows"]
         assert int(metrics["numSourceRows"]) == len(source)
+        from deltalake import DeltaTable, QueryBuilder
+
+        read = pa.table(QueryBuilder().register("t", DeltaTable(str(warehouse / "t"))).execute("select id, v from t")
+                        .read_all())
+        assert sorted(read.to_pylist(), key=repr) == ours
 
 
 def test_merge_touches_only_files_with_changed_rows(tmp_path):

@@ -105,7 +105,10 @@ STATEMENTS = [
     "UPDATE t SET x = coalesce(x, 0) * 2",
     "UPDATE t SET g = (SELECT max(g) FROM t) WHERE x > 50",
     "DELETE FROM t WHERE x BETWEEN -5 AND 5",
+    "INSERT INTO t SELECT id + 1000, g, x * 2, s FROM t WHERE x > 0",
+    "INSERT INTO t (id, s) VALUES (7, NULL), (8, 'n')",
 ]
+METRIC = {"DELETE": "numDeletedRows", "UPDATE": "numUpdatedRows", "INSERT": "numOutputRows"}
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -115,7 +118,7 @@ STATEMENTS = [
 def test_delete_and_update_match_duckdb(tmp_path_factory, data, chunks, statements):
     root = tmp_path_factory.mktemp("dml")
     start = pa.Table.from_pylist(data, schema=SCHEMA)
-    table = lakehouse.create_table(str(root / "t"), SCHEMA)
+    table = lakehouse.create_table(str(root / "t"), SCHEMA, properties={"delta.enableChangeDataFeed": "true"})
     size = max(1, -(-len(data) // chunks))
     for offset in range(0, len(data), size):  # several files, so some are untouched
         table.append(start.slice(offset, size))
@@ -131,9 +134,26 @@ def test_delete_and_update_match_duckdb(tmp_path_factory, data, chunks, statemen
         theirs = con.execute(statement).fetchall()[0][0]
         assert ours == theirs, statement
         assert table.version() in (before, before + 1)  # one version, none when nothing changed
+        if table.version() == before + 1:
+            metrics = table.history(limit=1)[0]["operationMetrics"]
+            assert int(metrics[METRIC[statement.split()[0]]]) == ours, (statement, metrics)
         expected = sorted(con.execute("SELECT * FROM t").fetchall(), key=repr)
         got = sorted([tuple(r.values()) for r in table.to_arrow().to_pylist()], key=repr)
         assert got == expected, statement
+    # deltalake reads every version we wrote, and its change feed equals ours
+    from deltalake import DeltaTable, QueryBuilder
+
+    path = str(root / "t")
+    for version in range(table.version() + 1):
+        theirs = pa.table(QueryBuilder().register("t", DeltaTable(path, version=version))
+                          .execute("select id, g, x, s from t").read_all())
+        assert sorted(map(repr, theirs.to_pylist())) == sorted(map(repr, table.snapshot(version).to_arrow().to_pylist()))
+    cdf = pa.table(DeltaTable(path).load_cdf(starting_version=0))
+    columns = ["id", "g", "x", "s", "_change_type", "_commit_version"]
+    def changes(t: pa.Table) -> list[str]:
+        return sorted(repr(tuple(None if v is None else str(v) for v in r.values()))
+                      for r in t.select(columns).to_pylist())
+    assert changes(cdf) == changes(table.changes(0).read_all())
 
 
 def test_delete_rewrites_only_files_with_matching_rows(session, tmp_path):
