@@ -69,10 +69,9 @@ def test_merge_matches_duckdb(tmp_path_factory, target, source, statement, split
     for chunk in chunks:
         if chunk:
             session.sql(f"INSERT INTO t VALUES {sql_rows(chunk)}")
+    session.sql("CREATE TABLE s (id INTEGER, v INTEGER)")
     if source:
-        session.sql(f"CREATE TABLE s AS SELECT * FROM (VALUES {sql_rows(source)}) AS x(id, v)")
-    else:
-        session.sql("CREATE TABLE s (id INTEGER, v INTEGER)")
+        session.sql(f"INSERT INTO s VALUES {sql_rows(source)}")
     duck = duckdb.connect()
     duck.sql("CREATE TABLE t (id INTEGER, v INTEGER)")
     duck.sql("CREATE TABLE s (id INTEGER, v INTEGER)")
