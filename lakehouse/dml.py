@@ -11,9 +11,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from lakehouse.constraints import checked_batches, compile_constraints
-from lakehouse.errors import CommitOutcomeUnknownError, ProtocolError, SchemaError
+from lakehouse.errors import CommitConflictError, CommitOutcomeUnknownError, LakehouseError, ProtocolError, SchemaError
 from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate, to_sql
-from lakehouse.log.actions import Action, AddFile, Metadata
+from lakehouse.log.actions import Action, AddFile, Metadata, Txn
 from lakehouse.log.filelist import adds_from_files
 from lakehouse.properties import APPEND_ONLY, is_true, isolation_level, target_file_size
 from lakehouse.protocol import check_writable
@@ -73,15 +73,63 @@ def _checked(snapshot: Snapshot, schema: pa.Schema, batches: Iterable[pa.RecordB
     return checked_batches(batches, compiled, table=table) if compiled else iter(batches)
 
 
+# --- exactly-once writes -------------------------------------------------------------------
+
+TxnSpec = tuple[str, int]
+
+
+def txn_actions(snapshot: Snapshot, txn: TxnSpec | None) -> tuple[list[Action], frozenset[str]] | None:
+    """The ``txn`` action recording ``(app_id, batch_version)``, or ``None`` if already applied.
+
+    Delta's application transactions make a replayed batch a no-op: a writer that crashed
+    after committing batch N and retries it finds ``txn_version(app_id) >= N`` and skips.
+    """
+    if txn is None:
+        return [], frozenset()
+    try:
+        app_id, batch = txn
+    except (TypeError, ValueError):
+        raise LakehouseError(f"txn must be a pair (app_id, batch_version), got {txn!r}") from None
+    if not isinstance(app_id, str) or not app_id or isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise LakehouseError(f"txn must be (non-empty app id string, batch version >= 0), got {txn!r}")
+    last = snapshot.txn_version(app_id)
+    if last is not None and batch <= last:
+        return None
+    return [Txn(app_id, batch, _now_ms())], frozenset({app_id})
+
+
+def skipped(snapshot: Snapshot, txn: TxnSpec) -> dict[str, Any]:
+    """The answer of a write whose batch was applied before (nothing written)."""
+    return {"version": snapshot.version, "skipped": True, "txn": {"app_id": txn[0], "version": txn[1],
+                                                                     "applied": snapshot.txn_version(txn[0])}}
+
+
+def publish_once(commit: Commit, writer: FileWriter, txn: TxnSpec | None, reread: Any) -> int | None:
+    """Publish; ``None`` if a concurrent writer applied the same ``txn`` batch first (our files go)."""
+    try:
+        return _publish(commit, writer)
+    except CommitConflictError as exc:
+        if txn is not None and exc.kind == "concurrent_transaction":
+            latest = reread()
+            if (latest.txn_version(txn[0]) or -1) >= txn[1]:
+                return None
+        raise
+
+
 def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None,
-           checked_constraints: Collection[str] = ()) -> dict[str, Any]:
+           checked_constraints: Collection[str] = (), txn: TxnSpec | None = None) -> dict[str, Any]:
     """Add rows; a blind append, so it never conflicts with other appends.
 
     Rows must satisfy the table's CHECK constraints; ``checked_constraints`` names those
     the caller has verified itself (the SQL engine evaluates any SQL expression).
+    ``txn=(app_id, batch_version)`` makes the write exactly-once: a batch version at or
+    below the last one recorded for ``app_id`` is skipped (``{"skipped": True}``).
     """
     location = snapshot.location
     check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
+    once = txn_actions(snapshot, txn)
+    if once is None:
+        return skipped(snapshot, txn)  # type: ignore[arg-type]
     writer = _writer(snapshot, target=target_file_size)
     batches = conformed_batches(to_reader(data), snapshot.schema, table=location.name)
     adds = writer.write(_checked(snapshot, snapshot.schema, batches, checked_constraints))
@@ -89,19 +137,25 @@ def append(snapshot: Snapshot, data: Any, *, target_file_size: int | None = None
     commit = _base_commit(
         snapshot, "WRITE",
         parameters={"mode": "Append", "partitionBy": list(snapshot.partition_columns)},
-        metrics=_write_metrics(adds, rows), actions=list(adds), is_blind_append=True,
-        read_set=ReadSet(isolation_level=isolation_level(snapshot.properties)),
+        metrics=_write_metrics(adds, rows), actions=[*once[0], *adds], is_blind_append=True,
+        read_set=ReadSet(isolation_level=isolation_level(snapshot.properties), app_ids=once[1]),
     )
-    version = _publish(commit, writer)
+    version = publish_once(commit, writer, txn, lambda: _latest(snapshot))
+    if version is None:
+        return skipped(_latest(snapshot), txn)  # type: ignore[arg-type]
     return {"version": version, "num_added_files": len(adds), "num_added_rows": rows,
             "num_added_bytes": sum(a.size for a in adds)}
 
 
 def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
-              target_file_size: int | None = None, checked_constraints: Collection[str] = ()) -> dict[str, Any]:
+              target_file_size: int | None = None, checked_constraints: Collection[str] = (),
+              txn: TxnSpec | None = None) -> dict[str, Any]:
     """Replace all rows. ``schema_mode="overwrite"`` also replaces the schema."""
     location = snapshot.location
     check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
+    once = txn_actions(snapshot, txn)
+    if once is None:
+        return skipped(snapshot, txn)  # type: ignore[arg-type]
     if is_true(snapshot.properties, APPEND_ONLY):
         raise ProtocolError(f"table '{location.name}' is append-only ({APPEND_ONLY}=true); overwrite is not allowed")
     reader = to_reader(data)
@@ -123,7 +177,7 @@ def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
     adds = writer.write(_checked(snapshot, schema, batches, checked_constraints))
     now = _now_ms()
     removed = adds_from_files(snapshot.files)
-    actions += [a.remove(now) for a in removed] + list(adds)
+    actions += [*once[0], *(a.remove(now) for a in removed), *adds]
     rows = _rows(adds)
     commit = _base_commit(
         snapshot, "WRITE",
@@ -131,14 +185,17 @@ def overwrite(snapshot: Snapshot, data: Any, *, schema_mode: str | None = None,
         metrics=_write_metrics(adds, rows), actions=actions,
         read_set=ReadSet(reads_whole_table=True, removed_files=frozenset(a.path for a in removed),
                          changes_metadata=schema_mode == "overwrite",
-                         isolation_level=isolation_level(snapshot.properties)),
+                         isolation_level=isolation_level(snapshot.properties), app_ids=once[1]),
     )
-    version = _publish(commit, writer)
+    version = publish_once(commit, writer, txn, lambda: _latest(snapshot))
+    if version is None:
+        return skipped(_latest(snapshot), txn)  # type: ignore[arg-type]
     return {"version": version, "num_added_files": len(adds), "num_added_rows": rows,
             "num_removed_files": len(removed)}
 
 
-def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[str, Any]:  # noqa: A002
+def delete(snapshot: Snapshot, filter: Predicate | str | None = None,  # noqa: A002
+           *, txn: TxnSpec | None = None) -> dict[str, Any]:
     """Delete matching rows, copy-on-write.
 
     Only files whose partition values and stats say they may hold a match are opened; a
@@ -150,6 +207,9 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[st
     check_writable(snapshot.protocol, snapshot.metadata, table=location.name)
     if is_true(snapshot.properties, APPEND_ONLY):
         raise ProtocolError(f"table '{location.name}' is append-only ({APPEND_ONLY}=true); delete is not allowed")
+    once = txn_actions(snapshot, txn)
+    if once is None:
+        return skipped(snapshot, txn)  # type: ignore[arg-type]
     predicate = to_predicate(filter)
     bound = bind(predicate, snapshot.schema) if predicate is not None else None
     files = snapshot.files
@@ -194,16 +254,24 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None) -> dict[st
     commit = _base_commit(
         snapshot, "DELETE",
         parameters={"predicate": [to_sql(predicate)] if predicate is not None else []},
-        metrics=metrics, actions=[*removes, *added],
-        read_set=ReadSet(reads_whole_table=bound is None, read_predicate=bound,
+        metrics=metrics, actions=[*once[0], *removes, *added],
+        read_set=ReadSet(reads_whole_table=bound is None, read_predicate=bound, app_ids=once[1],
                          read_files=frozenset(scanned),
                          removed_files=frozenset(r.path for r in removes),  # type: ignore[union-attr]
                          isolation_level=isolation_level(snapshot.properties),
                          partition_columns=snapshot.partition_columns, schema=snapshot.schema),
     )
-    version = _publish(commit, writer)
+    version = publish_once(commit, writer, txn, lambda: _latest(snapshot))
+    if version is None:
+        return skipped(_latest(snapshot), txn)  # type: ignore[arg-type]
     return {"version": version, "num_deleted_rows": counts["deleted"], "num_removed_files": len(removes),
             "num_added_files": len(added), "num_copied_rows": counts["copied"]}
+
+
+def _latest(snapshot: Snapshot) -> Snapshot:
+    from lakehouse.table import Table
+
+    return Table(snapshot.location).snapshot()
 
 
 def _candidate_tables(snapshot: Snapshot, candidates: pa.Table, *, read: bool) -> Any:

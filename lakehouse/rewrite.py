@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.constraints import checked_batches, compile_constraints
-from lakehouse.dml import _publish, _writer
+from lakehouse.dml import TxnSpec, _latest, _writer, publish_once, skipped, txn_actions
 from lakehouse.errors import CommitOutcomeUnknownError, LakehouseError, ProtocolError, SchemaError
 from lakehouse.expressions import Predicate, bind
 from lakehouse.log.actions import Action, AddCDCFile
@@ -40,7 +40,8 @@ def cdf_enabled(snapshot: Snapshot) -> bool:
 def rewrite(snapshot: Snapshot, *, removed_paths: Sequence[str], data: pa.Table | None,
             change_data: pa.Table | None = None, operation: str, parameters: Mapping[str, Any] | None = None,
             metrics: Mapping[str, Any] | None = None, read_predicate: Predicate | None = None,
-            checked_constraints: Collection[str] = (), target_file_size: int | None = None) -> dict[str, Any]:
+            checked_constraints: Collection[str] = (), target_file_size: int | None = None,
+            txn: TxnSpec | None = None) -> dict[str, Any]:
     """Remove ``removed_paths`` and add ``data`` in one commit on top of ``snapshot``.
 
     ``data`` holds every row that replaces the removed files (kept rows and new ones) in the
@@ -48,12 +49,16 @@ def rewrite(snapshot: Snapshot, *, removed_paths: Sequence[str], data: pa.Table 
     is written to ``_change_data/`` only when ``delta.enableChangeDataFeed`` is on, and must
     then cover every change of the commit, inserts included. ``read_predicate`` is the
     condition the caller used to pick candidate files (``None``: it read the whole table),
-    so a concurrent commit adding matching rows is a conflict. Returns the metrics.
+    so a concurrent commit adding matching rows is a conflict. ``txn=(app_id, batch)``
+    makes it exactly-once (see :func:`lakehouse.dml.append`). Returns the metrics.
     """
     started = time.perf_counter()
     location = snapshot.location
     table = location.name
     check_writable(snapshot.protocol, snapshot.metadata, table=table)
+    once = txn_actions(snapshot, txn)
+    if once is None:
+        return skipped(snapshot, txn)  # type: ignore[arg-type]
     removed = _removed_adds(snapshot, removed_paths)
     if removed and is_true(snapshot.properties, APPEND_ONLY):
         raise ProtocolError(f"table '{table}' is append-only ({APPEND_ONLY}=true); {operation} would change or "
@@ -77,7 +82,7 @@ def rewrite(snapshot: Snapshot, *, removed_paths: Sequence[str], data: pa.Table 
             change_writer.abort()
         raise
     now = int(time.time() * 1000)
-    actions: list[Action] = [add.remove(now) for add in removed]
+    actions: list[Action] = [*once[0], *(add.remove(now) for add in removed)]
     actions += added
     actions += cdc
     result = {
@@ -93,16 +98,20 @@ def rewrite(snapshot: Snapshot, *, removed_paths: Sequence[str], data: pa.Table 
         configuration=snapshot.properties,
         read_set=ReadSet(reads_whole_table=bound is None, read_predicate=bound,
                          read_files=frozenset(a.path for a in removed), removed_files=frozenset(a.path for a in removed),
-                         isolation_level=isolation_level(snapshot.properties),
+                         isolation_level=isolation_level(snapshot.properties), app_ids=once[1],
                          partition_columns=snapshot.partition_columns, schema=schema))
     try:
-        version = _publish(commit, writer)
+        version = publish_once(commit, writer, txn, lambda: _latest(snapshot))
     except CommitOutcomeUnknownError:
         raise
     except BaseException:
         if change_writer is not None:
             change_writer.abort()
         raise
+    if version is None:
+        if change_writer is not None:
+            change_writer.abort()
+        return skipped(_latest(snapshot), txn)  # type: ignore[arg-type]
     return {"version": version, **result}
 
 

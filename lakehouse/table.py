@@ -225,24 +225,31 @@ class Table:
     # --- writing ------------------------------------------------------------------------
 
     def append(self, data: Any, *, target_file_size: int | None = None,
-               checked_constraints: Collection[str] = ()) -> dict[str, Any]:
+               checked_constraints: Collection[str] = (), txn: tuple[str, int] | None = None) -> dict[str, Any]:
         """Add rows (pyarrow Table/RecordBatchReader, pandas or polars DataFrame).
 
         Rows breaking a CHECK constraint raise ``ConstraintViolationError`` and nothing is
         written; ``checked_constraints`` names constraints the caller already verified.
+        ``txn=(app_id, batch_version)`` records Delta's ``txn`` action: a batch at or below
+        the last one applied for ``app_id`` is skipped, so replays never duplicate.
         """
         return dml.append(self.snapshot(), data, target_file_size=target_file_size,
-                          checked_constraints=checked_constraints)
+                          checked_constraints=checked_constraints, txn=txn)
 
-    def overwrite(self, data: Any, *, schema_mode: str | None = None,
-                  target_file_size: int | None = None, checked_constraints: Collection[str] = ()) -> dict[str, Any]:
+    def overwrite(self, data: Any, *, schema_mode: str | None = None, target_file_size: int | None = None,
+                  checked_constraints: Collection[str] = (), txn: tuple[str, int] | None = None) -> dict[str, Any]:
         """Replace every row; ``schema_mode="overwrite"`` replaces the schema too."""
         return dml.overwrite(self.snapshot(), data, schema_mode=schema_mode, target_file_size=target_file_size,
-                             checked_constraints=checked_constraints)
+                             checked_constraints=checked_constraints, txn=txn)
 
-    def delete(self, filter: Predicate | str | None = None) -> dict[str, Any]:  # noqa: A002
+    def delete(self, filter: Predicate | str | None = None, *,  # noqa: A002
+               txn: tuple[str, int] | None = None) -> dict[str, Any]:
         """Delete rows matching ``filter`` (all rows when ``None``), rewriting only affected files."""
-        return dml.delete(self.snapshot(), filter)
+        return dml.delete(self.snapshot(), filter, txn=txn)
+
+    def txn_version(self, app_id: str) -> int | None:
+        """The last batch version an exactly-once writer recorded for ``app_id`` (``None``: none)."""
+        return self.snapshot().txn_version(app_id)
 
 
 def _schema_of(schema: Any) -> pa.Schema:
