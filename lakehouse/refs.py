@@ -150,7 +150,7 @@ def _valid(name: Any) -> bool:
 
 def _existing(names: list[str]) -> str:
     if not names:
-        return "the table has no tags; create one with create_tag"
+        return "the table has no tags; create one with table.tag(name) or ALTER TABLE t CREATE TAG name"
     return "existing tags: " + ", ".join(repr(n) for n in names)
 
 

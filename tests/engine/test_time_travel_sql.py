@@ -130,8 +130,10 @@ def test_unreadable_timestamp_says_the_form(session):
         session.sql("select * from events timestamp as of 'yesterday'")
 
 
-def test_tag_version_is_unsupported(session):
-    with pytest.raises(UnsupportedSQLError, match="tag"):
+def test_unknown_tag_is_named(session):
+    from lakehouse.errors import TagNotFoundError
+
+    with pytest.raises(TagNotFoundError, match="table 'events' has no tag 'release'; the table has no tags"):
         session.sql("select * from events version as of 'release'")
 
 
