@@ -10,7 +10,7 @@ from sqlglot import exp
 import lakehouse
 from engine.errors import PlanError, UnsupportedSQLError
 from engine.types import parse_type, type_name
-from lakehouse.errors import TableAlreadyExistsError, TableNotFoundError
+from lakehouse.errors import LakehouseError, TableAlreadyExistsError, TableNotFoundError
 
 if TYPE_CHECKING:
     from engine.session import Session
@@ -112,6 +112,12 @@ def drop(session: Session, node: exp.Drop) -> pa.Table:
             return NOTHING
         raise TableNotFoundError(f"table '{name}' does not exist; use DROP TABLE IF EXISTS to ignore that")
     table = open_target(session, name)
+    from lakehouse.clone import registered_clones
+
+    live = [url for url in registered_clones(table) if _is_table(url, session)]
+    if live:
+        raise LakehouseError(f"table '{name}' has shallow clone(s) that read its files ({', '.join(live)}); "
+                             "drop them first, or make them independent with CREATE TABLE c AS SELECT * FROM clone")
     storage, root = table.location.storage, table.location.root
     # Delete the log last: until it goes, the folder is still a (shrinking) table, never a
     # half-deleted one that looks valid.
@@ -119,6 +125,14 @@ def drop(session: Session, node: exp.Drop) -> pa.Table:
     for info in infos:
         storage.delete(info.path)
     return NOTHING
+
+
+def _is_table(url: str, session: Session) -> bool:
+    try:
+        lakehouse.open_table(url, storage_options=session.catalog.storage_options)
+    except TableNotFoundError:
+        return False
+    return True
 
 
 def show(session: Session, node: exp.Show) -> pa.Table:

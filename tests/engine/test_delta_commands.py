@@ -65,6 +65,13 @@ def test_shallow_clone_copies_nothing_diverges_and_survives_source_vacuum(sessio
     assert report[0]["num_files"] == 1  # only the compacted file no clone reads went
     assert rows(session, "SELECT id, v FROM copy ORDER BY id")[0] == {"id": 0, "v": "v0"}
     assert rows(session, "SELECT count(*) AS n FROM old_copy") == [{"n": 2}]
+    # dropping a source that clones still read is refused; once the clones are gone it works
+    with pytest.raises(LakehouseError, match="shallow clone"):
+        session.sql("DROP TABLE src")
+    session.sql("DROP TABLE copy")
+    session.sql("DROP TABLE old_copy")
+    session.sql("DROP TABLE src")
+    assert rows(session, "SHOW TABLES") == []
 
 
 def test_restore_and_vacuum_dry_run(session, tmp_path):
