@@ -80,7 +80,8 @@ def node_text(plan: Plan) -> str:
         return f"Aggregate groups=[{groups}] aggregates=[{aggs}]"
     if isinstance(plan, Join):
         condition = f" on {expr_text(plan.condition)}" if plan.condition is not None else ""
-        return f"Join {plan.kind.upper()}{' null-aware' if plan.null_aware else ''}{condition}"
+        kind = plan.kind.replace("_", " ").upper()  # asof_left -> ASOF LEFT
+        return f"Join {kind}{' null-aware' if plan.null_aware else ''}{condition}"
     if isinstance(plan, Sort):
         return "Sort " + ", ".join(sort_key_text(k) for k in plan.keys)
     if isinstance(plan, TopN):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from engine.logical.expr import AggregateCall, Expr, Field, SortKey, WindowCall
+from engine.logical.expr import AggregateCall, Call, Expr, Field, SortKey, WindowCall, column_ids, conjuncts
 
 if TYPE_CHECKING:
     from engine.datasource.base import TableSource
@@ -132,7 +132,8 @@ class Aggregate(Unary):
         return self.groups + self.aggregates
 
 
-JOIN_KINDS = ("inner", "left", "right", "full", "cross", "semi", "anti", "mark")
+JOIN_KINDS = ("inner", "left", "right", "full", "cross", "semi", "anti", "mark", "asof", "asof_left")
+ASOF_KINDS = ("asof", "asof_left")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,12 @@ class Join(Plan):
     ``semi``/``anti`` output only the left fields; ``mark`` outputs the left fields plus
     ``mark`` (a boolean: does a matching right row exist?). ``null_aware`` makes an anti
     join follow ``NOT IN`` semantics (a NULL on either side means "unknown", never kept).
+
+    ``asof``/``asof_left`` (DuckDB's ``ASOF [LEFT] JOIN``) pair each left row with at most
+    one right row: among those with equal keys, the nearest one by the condition's single
+    inequality (see :func:`asof_parts`). Unlike other joins, a filter on the right input
+    changes which row is nearest, so rules must never move conditions into or out of it
+    except as :func:`engine.optimizer.pushdown` does.
     """
 
     left: Plan
@@ -161,7 +168,7 @@ class Join(Plan):
         left, right = self.left.fields, self.right.fields
         if self.kind in ("right", "full"):
             left = tuple(replace(f, nullable=True) for f in left)
-        if self.kind in ("left", "full"):
+        if self.kind in ("left", "full", "asof_left"):
             right = tuple(replace(f, nullable=True) for f in right)
         return left + right
 
@@ -173,6 +180,65 @@ class Join(Plan):
 
     def expressions(self) -> tuple[Expr, ...]:
         return (self.condition,) if self.condition is not None else ()
+
+
+@dataclass
+class AsofParts:
+    """An ASOF join condition taken apart (left expression first in every pair).
+
+    ``keys``: equalities ``(left, right, null_safe)`` (``null_safe`` for IS NOT DISTINCT FROM);
+    ``inequality``: ``(op, left, right)`` meaning ``left op right``, op one of lt/lte/gt/gte;
+    ``left_only``/``right_only``: conditions on one input (a left row failing one matches
+    nothing; a right row failing one is never a match); ``other``: anything else (refused).
+    """
+
+    keys: list[tuple[Expr, Expr, bool]] = field(default_factory=list)
+    inequalities: list[tuple[str, Expr, Expr]] = field(default_factory=list)
+    left_only: list[Expr] = field(default_factory=list)
+    right_only: list[Expr] = field(default_factory=list)
+    other: list[Expr] = field(default_factory=list)
+
+    @property
+    def inequality(self) -> tuple[str, Expr, Expr] | None:
+        return self.inequalities[0] if len(self.inequalities) == 1 else None
+
+
+_FLIPPED = {"lt": "gt", "lte": "gte", "gt": "lt", "gte": "lte"}
+
+
+def asof_parts(condition: Expr | None, left_ids: set[int], right_ids: set[int]) -> AsofParts:
+    """Classify the conjuncts of an ASOF join condition."""
+    parts = AsofParts()
+
+    def sides(a: Expr, b: Expr) -> tuple[Expr, Expr] | None:
+        ids_a, ids_b = column_ids(a), column_ids(b)
+        if ids_a and ids_b and ids_a <= left_ids and ids_b <= right_ids:
+            return a, b
+        if ids_a and ids_b and ids_a <= right_ids and ids_b <= left_ids:
+            return b, a
+        return None
+
+    for part in conjuncts(condition):
+        ids = column_ids(part)
+        if ids <= left_ids:  # constants included: they decide per left row too
+            parts.left_only.append(part)
+            continue
+        if ids <= right_ids:
+            parts.right_only.append(part)
+            continue
+        if isinstance(part, Call) and part.name == "eq" and (pair := sides(*part.args)) is not None:
+            parts.keys.append((pair[0], pair[1], False))
+            continue
+        if isinstance(part, Call) and part.name == "not" and isinstance(part.args[0], Call) \
+                and part.args[0].name == "is_distinct_from" and (pair := sides(*part.args[0].args)) is not None:
+            parts.keys.append((pair[0], pair[1], True))
+            continue
+        if isinstance(part, Call) and part.name in _FLIPPED and (pair := sides(*part.args)) is not None:
+            op = part.name if pair[0] is part.args[0] else _FLIPPED[part.name]
+            parts.inequalities.append((op, pair[0], pair[1]))
+            continue
+        parts.other.append(part)
+    return parts
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from engine.datasource.base import FilterSupport
 from engine.logical.expr import ColumnRef, Expr, column_ids, conjunction, conjuncts, transform, walk
 from engine.logical.plan import (
-    Aggregate, Filter, Join, Limit, Plan, Project, Scan, SetOp, Sort, TopN, Values, Window,
+    ASOF_KINDS, Aggregate, Filter, Join, Limit, Plan, Project, Scan, SetOp, Sort, TopN, Values, Window,
 )
 
 
@@ -128,7 +128,43 @@ def implied_by_or(predicate: Expr, side_ids: set[int]) -> Expr | None:
     return result
 
 
+def _push_asof_join(join: Join, predicates: list[Expr]) -> Plan:
+    """Pushdown around an ASOF join, which picks the *nearest* right row for each left row.
+
+    A left row's match depends only on that row, so left-side WHERE conditions filter the
+    left input first. A right-side (or mixed) WHERE condition must stay above the join:
+    removing right rows first would make an earlier row the nearest one instead of dropping
+    the pair. ON conditions on the right input do restrict the candidates (as in DuckDB), so
+    they go down; ON conditions on the left input filter it for the inner kind only (ASOF
+    LEFT keeps such a row, with NULLs). Nothing ever becomes part of the ASOF condition.
+    """
+    left_ids, right_ids = join.left.field_ids(), join.right.field_ids()
+    to_left: list[Expr] = []
+    to_right: list[Expr] = []
+    keep: list[Expr] = []
+    for p in predicates:
+        ids = column_ids(p)
+        if ids and ids <= left_ids and _deterministic(p):
+            to_left.append(p)
+        else:
+            keep.append(p)
+    condition: list[Expr] = []
+    for p in conjuncts(join.condition):
+        ids = column_ids(p)
+        if ids and ids <= right_ids and _deterministic(p):
+            to_right.append(p)
+        elif ids and ids <= left_ids and join.kind == "asof" and _deterministic(p):
+            to_left.append(p)
+        else:
+            condition.append(p)
+    new = replace(join, left=push(join.left, to_left), right=push(join.right, to_right),
+                  condition=conjunction(condition))
+    return _wrap(new, keep)
+
+
 def _push_join(join: Join, predicates: list[Expr]) -> Plan:
+    if join.kind in ASOF_KINDS:
+        return _push_asof_join(join, predicates)
     left_ids, right_ids = join.left.field_ids(), join.right.field_ids()
     to_left: list[Expr] = []
     to_right: list[Expr] = []

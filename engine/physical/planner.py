@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from engine.errors import PlanError
 from engine.logical.plan import (
-    Aggregate, Filter, Join, Limit, Plan, Project, Scan, SetOp, Sort, TopN, Values, Window,
+    ASOF_KINDS, Aggregate, Filter, Join, Limit, Plan, Project, Scan, SetOp, Sort, TopN, Values, Window,
 )
 from engine.physical.operators.aggregate import AggregateOp
+from engine.physical.operators.asof import AsofJoinOp
 from engine.physical.operators.base import ExecutionContext, Operator
 from engine.physical.operators.basic import FilterOp, LimitOp, ProjectOp, ScanOp, ValuesOp
 from engine.physical.operators.join import JoinOp
@@ -49,6 +50,8 @@ def _build(node: Plan, children: list[Operator], context: ExecutionContext) -> O
         return ProjectOp(context, children[0], node.exprs, node.fields)
     if isinstance(node, Aggregate):
         return AggregateOp(context, children[0], node.groups, node.aggregates, node.fields)
+    if isinstance(node, Join) and node.kind in ASOF_KINDS:
+        return AsofJoinOp(context, children[0], children[1], node.kind, node.condition, node.fields)
     if isinstance(node, Join):
         return JoinOp(context, children[0], children[1], node.kind, node.condition, node.fields, node.null_aware)
     if isinstance(node, Sort):

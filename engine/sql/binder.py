@@ -21,7 +21,9 @@ from engine.logical.expr import (
     AggregateCall, Call, ColumnRef, Expr, Field, Literal, SortKey, WindowCall, column_ids, conjunction, conjuncts,
     transform, walk,
 )
-from engine.logical.plan import Aggregate, Join, Limit, Plan, Project, Scan, SetOp, Sort, Values, Window
+from engine.logical.plan import (
+    Aggregate, Join, Limit, Plan, Project, Scan, SetOp, Sort, Values, Window, asof_parts,
+)
 from engine.sql.expressions import ExprBinder
 from engine.sql.scope import IdGenerator, Relation, Scope
 from engine.sql.table_functions import table_function
@@ -484,6 +486,8 @@ class Binder:
                    right_scope: Scope) -> tuple[Plan, Scope]:
         side = (join.args.get("side") or "").upper()
         kind = (join.args.get("kind") or "").upper()
+        if (join.args.get("method") or "").upper() == "ASOF" or kind == "ASOF":
+            return self._bind_asof_join(join, left, left_scope, right, right_scope)
         scope = left_scope.merged(right_scope)
         if kind in ("SEMI", "ANTI"):
             join_kind = kind.lower()
@@ -496,8 +500,6 @@ class Binder:
             join_kind = "inner"
         else:
             raise UnsupportedSQLError(f"{kind} JOIN is not supported")
-        if kind == "ASOF":
-            raise UnsupportedSQLError("ASOF JOIN is not supported yet")
         condition: Expr | None = None
         using = join.args.get("using")
         if using:
@@ -522,6 +524,63 @@ class Binder:
         if join_kind == "inner" and condition is None:
             join_kind = "cross"
         return Join(left, right, join_kind, condition), scope
+
+    def _bind_asof_join(self, join: exp.Join, left: Plan, left_scope: Scope, right: Plan,
+                        right_scope: Scope) -> tuple[Plan, Scope]:
+        """``ASOF [LEFT] JOIN`` as in DuckDB: equalities, exactly one inequality, and conditions
+        on one input; ``USING (k..., ts)`` means ``k = k ... AND l.ts >= r.ts``."""
+        side = (join.args.get("side") or "").upper()
+        kind = (join.args.get("kind") or "").upper()
+        if kind not in ("", "INNER", "OUTER", "ASOF") or side not in ("", "LEFT"):
+            raise UnsupportedSQLError(f"ASOF {side or kind} JOIN is not supported; use ASOF JOIN or ASOF LEFT JOIN")
+        join_kind = "asof_left" if side == "LEFT" else "asof"
+        scope = left_scope.merged(right_scope)
+        binder = ExprBinder(self, scope)
+        using = join.args.get("using")
+        if using:
+            parts = []
+            for position, identifier in enumerate(using):
+                name = identifier.name
+                left_field, _ = Scope(left_scope.relations).resolve(None, name)
+                right_field, _ = Scope(right_scope.relations).resolve(None, name)
+                op = "gte" if position == len(using) - 1 else "eq"
+                parts.append(binder.call(op, [left_field.ref(), right_field.ref()]))
+                for relation in right_scope.relations:
+                    relation.hidden.add(name)
+            condition = conjunction(parts)
+        elif join.args.get("on") is not None:
+            condition = ExprBinder.coerce(binder.bind(join.args["on"]), pa.bool_())
+            if has_subquery(condition):
+                raise UnsupportedSQLError("subqueries in ASOF JOIN ... ON conditions are not supported")
+        else:
+            raise PlanError("ASOF JOIN needs an ON or USING condition with one inequality, "
+                            "e.g. ON l.k = r.k AND l.ts >= r.ts")
+        assert condition is not None
+        self._check_asof_condition(condition, left.field_ids(), right.field_ids())
+        return Join(left, right, join_kind, condition), scope
+
+    @staticmethod
+    def _check_asof_condition(condition: Expr, left_ids: set[int], right_ids: set[int]) -> None:
+        """Refuse ASOF conditions the sorted-merge join cannot run (DuckDB refuses the first two too)."""
+        from engine.logical.display import expr_text
+
+        parts = asof_parts(condition, left_ids, right_ids)
+        if not parts.inequalities:
+            raise PlanError("ASOF JOIN needs one inequality between the inputs (<, <=, > or >=), "
+                            "e.g. ON l.k = r.k AND l.ts >= r.ts")
+        if len(parts.inequalities) > 1:
+            raise PlanError("ASOF JOIN allows only one inequality between the inputs; found "
+                            + ", ".join(expr_text(Call(op, (a, b), pa.bool_())) for op, a, b in parts.inequalities))
+        if parts.other:
+            raise UnsupportedSQLError(f"ASOF JOIN condition '{expr_text(parts.other[0])}' is not supported; use "
+                                      "equalities, one inequality, or conditions on one input (AND-ed)")
+        _, low, high = parts.inequality  # type: ignore[misc]
+        for expr in (low, high):
+            dtype = expr.type
+            if pa.types.is_nested(dtype) or pa.types.is_null(dtype) or pa.types.is_binary(dtype) \
+                    or pa.types.is_large_binary(dtype) or pa.types.is_interval(dtype):
+                raise UnsupportedSQLError(f"ASOF JOIN cannot order by '{expr_text(expr)}' of type {dtype}; "
+                                          "use a number, date, timestamp or string")
 
     def _bind_values(self, node: exp.Values) -> Plan:
         rows = []
