@@ -172,6 +172,16 @@ def test_large_left_side_falls_back_to_streaming(join_data, monkeypatch):
         _compare(session, con, sql)
 
 
+def test_streaming_join_without_reader_source_matches_duckdb(join_data, monkeypatch):
+    # pyarrow < 26 has no RecordBatchReaderSourceNodeOptions: the probe side is joined in chunks.
+    session, con = join_data
+    monkeypatch.setattr(join_module, "_LEFT_FIRST_ROWS", 10)
+    monkeypatch.delattr(join_module.acero, "RecordBatchReaderSourceNodeOptions", raising=False)
+    monkeypatch.setattr(join_module, "_PROBE_CHUNK_BATCHES", 1)
+    for sql in JOIN_QUERIES:
+        _compare(session, con, sql)
+
+
 def test_unselective_filter_turns_itself_off():
     key_filter = runtime_filters.KeyFilter(pa.int64())
     key_filter.publish(pa.chunked_array([pa.array(range(1000), pa.int64())]))

@@ -157,11 +157,22 @@ class JoinOp(Operator):
             join_type, left_keys=left_keys, right_keys=right_keys, left_output=list(probe.schema.names),
             right_output=right_out if join_type not in ("left semi", "left anti") else [],
             filter_expression=residual)
+        schema = self.schema
+        build = acero.Declaration("table_source", acero.TableSourceNodeOptions(right))
+        if not hasattr(acero, "RecordBatchReaderSourceNodeOptions"):
+            # pyarrow < 26 cannot feed a reader into Acero: join the probe side in chunks,
+            # rebuilding the (small) build side's hash table per chunk; memory stays bounded.
+            for chunk in _chunks(probe_batches(), left_schema, self.context.batch_size * _PROBE_CHUNK_BATCHES):
+                probe_side = acero.Declaration("table_source", acero.TableSourceNodeOptions(chunk))
+                out = acero.Declaration("hashjoin", options, inputs=[probe_side, build]).to_table(use_threads=True)
+                for batch in out.to_batches():
+                    if batch.num_rows:
+                        yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+            return
         reader = pa.RecordBatchReader.from_batches(left_schema, probe_batches())
         plan = acero.Declaration("hashjoin", options, inputs=[
             acero.Declaration("record_batch_reader_source", acero.RecordBatchReaderSourceNodeOptions(reader)),
-            acero.Declaration("table_source", acero.TableSourceNodeOptions(right))])
-        schema = self.schema
+            build])
         joined = plan.to_reader(use_threads=True)
         try:
             for batch in joined:
@@ -337,3 +348,20 @@ def _gather(left: pa.Table, right: pa.Table, li: np.ndarray | None, ri: np.ndarr
         [pa.nulls(n, c.type) for c in right.columns], names=right.column_names)
     return pa.table(list(left_part.columns) + list(right_part.columns),
                     names=left.column_names + right.column_names)
+
+
+_PROBE_CHUNK_BATCHES = 16  # probe batches joined per Acero plan when pyarrow cannot stream into Acero
+
+
+def _chunks(batches: Iterator[pa.RecordBatch], schema: pa.Schema, rows: int) -> Iterator[pa.Table]:
+    """Group ``batches`` into tables of about ``rows`` rows."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending, schema=schema)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, schema=schema)
