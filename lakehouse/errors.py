@@ -155,3 +155,15 @@ __all__ = [
     "UnsupportedFeatureError",
     "VersionNotFoundError",
 ]
+
+
+class ReadOptionError(LakehouseError, ValueError):
+    """An ML read option is out of range (batch size, rank, world size, seed, epoch, state)."""
+
+
+class StreamCheckpointError(LakehouseError):
+    """A stream checkpoint is unusable: it belongs to another table or is damaged."""
+
+
+class CheckpointOwnedError(StreamCheckpointError):
+    """Another consumer wrote the checkpoint's next offset or commit first."""

@@ -250,10 +250,68 @@ class Scan:
                 return plan.scanner.to_table()
             return pa.Table.from_batches(plan.batches(), schema=plan.schema)
 
-    def to_batches(self, batch_size: int | None = None) -> Iterator[pa.RecordBatch]:
-        """Matching rows as a stream of record batches (memory bounded by batches)."""
+    def to_batches(self, batch_size: int | None = None, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                   rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
+                   prefetch: int = 2) -> Iterator[pa.RecordBatch]:
+        """Matching rows as a stream of record batches (memory bounded by batches).
+
+        Plain ``to_batches(batch_size)`` streams the files in log order, batches of at most
+        ``batch_size`` rows. Any of ``shuffle``, ``rank``/``world_size`` or ``drop_last`` makes
+        it the ML reader (:mod:`lakehouse.read.batches`): units are row groups, ``shuffle``
+        orders units and the rows inside them by ``(seed, epoch, version)``, shard ``rank``
+        of ``world_size`` owns every ``world_size``-th unit, batches hold exactly
+        ``batch_size`` rows (the last may be short unless ``drop_last``, which also makes
+        every shard yield the same number of rows), ``prefetch`` units are read ahead.
+        """
+        if not (shuffle or rank is not None or world_size is not None or drop_last):
+            return self._stream(batch_size)
+        from lakehouse.read.batches import BatchOptions, iter_shard
+        from lakehouse.read.plan import check_batch_size, shard_of, shard_spec
+
+        name = self.snapshot.location.name
+        size = check_batch_size(batch_size, table=name)
+        shard, shards = shard_of(rank, world_size, table=name)
+        spec = shard_spec(name, shard, shards, bool(shuffle), seed, epoch)
+        return self._guarded(iter_shard(self.unit_plan, spec, BatchOptions(size, drop_last, prefetch)))
+
+    def _stream(self, batch_size: int | None) -> Iterator[pa.RecordBatch]:
         with self._reading():
             yield from self._read_plan(batch_size).batches()
+
+    def _guarded(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with self._reading():
+            yield from batches
+
+    @cached_property
+    def unit_plan(self) -> Any:
+        """Read units (file, row group) of the selected files, from footers read once per scan
+        (:class:`lakehouse.read.plan.UnitPlan`)."""
+        from lakehouse.read.plan import build_plan
+
+        return build_plan(self)
+
+    def to_torch(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None, prefetch: int = 2) -> Any:
+        """A ``torch.utils.data.IterableDataset`` of batches (dicts of tensors) of this scan.
+
+        It shards itself across ``torch.distributed`` ranks and DataLoader workers, has
+        ``set_epoch()`` and ``state_dict()``/``load_state_dict()``; see
+        :class:`lakehouse.read.torch.TorchDataset`. Needs the ``torch`` extra.
+        """
+        require("torch", "torch")
+        from lakehouse.read.torch import TorchDataset
+
+        return TorchDataset(self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank,
+                            world_size=world_size, prefetch=prefetch)
+
+    def to_ray(self, *, parallelism: int = -1, **read_args: Any) -> Any:
+        """A ``ray.data.Dataset`` of this scan's rows at its pinned version, read by Ray tasks
+        through lakehouse's reader (:class:`lakehouse.read.ray.LakehouseDatasource`). Extra
+        keyword arguments go to ``ray.data.read_datasource``. Needs the ``ray`` extra."""
+        require("ray.data", "ray")
+        from lakehouse.read.ray import read_scan
+
+        return read_scan(self, parallelism=parallelism, **read_args)
 
     def to_reader(self, batch_size: int | None = None) -> pa.RecordBatchReader:
         plan = self._read_plan(batch_size)
