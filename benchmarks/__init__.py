@@ -12,7 +12,9 @@ from types import ModuleType
 
 # name -> module; modules are imported only when their suite runs.
 SUITES: dict[str, str] = {
+    "changes": "benchmarks.changes",
     "commits": "benchmarks.commits",
+    "ml_read": "benchmarks.ml_read",
     "tpch": "benchmarks.tpch.suite",
 }
 

@@ -169,6 +169,21 @@ class Table:
 
         return read_changes(self, start_version, end_version, columns=columns, filter=filter)
 
+    def stream(self, checkpoint: str, *, start: str | int = "earliest", max_versions_per_batch: int | None = None,
+               storage_options: Mapping[str, Any] | None = None) -> Any:
+        """A resumable stream of this table's changes in micro-batches (``lakehouse.stream.ChangeStream``).
+
+        Progress lives at ``checkpoint`` (a folder or URL owned by this consumer) and moves
+        only when a batch's ``commit()`` is called, so a restarted consumer resumes after the
+        last committed batch. ``start`` is ``"earliest"`` (the first snapshot as inserts when
+        the change feed cannot reach back, then every change), ``"latest"`` or a version.
+        ``storage_options`` are for the checkpoint's storage.
+        """
+        from lakehouse.stream import ChangeStream
+
+        return ChangeStream(self, checkpoint, start=start, max_versions_per_batch=max_versions_per_batch,
+                            storage_options=storage_options)
+
     # --- tags -------------------------------------------------------------------------
 
     def tag(self, name: str, *, version: int | None = None, retain: dt.timedelta | float | None = None,

@@ -1,4 +1,4 @@
-"""The ``lakehouse`` command line: ``shell``, ``sql`` and ``demo``.
+"""The ``lakehouse`` command line: ``shell``, ``sql``, ``demo`` and ``features``.
 
 Errors print one line on stderr (``Error: ...``) and exit with code 1; ``--debug`` (before
 or after the sub-command) prints the traceback first.
@@ -18,13 +18,14 @@ def default_warehouse() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.cli.commands import add_sql_parser
+    from engine.cli.features import add_features_parser
 
     parser = argparse.ArgumentParser(prog="lakehouse", description="Delta Lake tables and SQL for Python.")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     # the same flag after the sub-command; SUPPRESS keeps it from resetting the one before
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show a traceback on errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{shell,sql,demo}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{shell,sql,demo,features}")
 
     shell = commands.add_parser("shell", parents=[common], help="an interactive SQL shell",
                                 description="An interactive SQL shell; reads statements from stdin when it is "
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common], help="build a sample versioned table and tour it")
     demo.add_argument("--warehouse", default=None,
                       help="folder for the demo tables (default: $LAKEHOUSE_WAREHOUSE or ./warehouse)")
+    add_features_parser(commands, common)
     return parser
 
 
@@ -55,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             from engine.cli.commands import run_sql_command
 
             return run_sql_command(args, warehouse)
+        if args.command == "features":
+            from engine.cli.features import run_features_command
+
+            return run_features_command(args)
         from engine.cli.demo import run_demo
 
         run_demo(warehouse)
