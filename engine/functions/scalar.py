@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import math
 from typing import Sequence
 
 import numpy as np
@@ -371,7 +373,44 @@ def round_(value: Value, digits: Value | None = None, *, result: pa.DataType) ->
         value = value.cast(pa.decimal128(38, scale))
         ndigits = max(ndigits, scale - 37)
     out = pc.round(value, ndigits, round_mode="half_towards_infinity")
+    if pa.types.is_floating(value.type):
+        out = _exact_float_ties(value, out, ndigits)
     return out.cast(result) if out.type != result else out
+
+
+def _exact_float_ties(value: Value, rounded: Value, ndigits: int) -> Value:
+    """Round apparent ties of floats by their exact binary value, as DuckDB and Python do.
+
+    ``495.45`` is stored as 495.4499999..., but ``495.45 * 10`` gives exactly 4954.5, so a
+    half-away-from-zero kernel returns 495.5. A computed product can only land on ``.5``
+    when the exact product is at or next to it, so only those rows (rare) are redone with
+    exact decimal arithmetic; everything else keeps the vectorized answer.
+    """
+    if isinstance(value, pa.Scalar):
+        if not value.is_valid:
+            return rounded
+        return pa.scalar(_round_exact(value.as_py(), ndigits), value.type)
+    array = value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
+    x = array.to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.abs(x * (10.0 ** ndigits))
+        ties = np.flatnonzero(np.isfinite(scaled) & (scaled - np.floor(scaled) == 0.5))
+    if not len(ties):
+        return rounded
+    exact = (rounded.combine_chunks() if isinstance(rounded, pa.ChunkedArray) else rounded) \
+        .to_numpy(zero_copy_only=False).astype(np.float64)
+    for i in ties:
+        exact[i] = _round_exact(float(x[i]), ndigits)
+    out = pa.array(exact, type=rounded.type, mask=np.asarray(array.is_null().to_numpy(zero_copy_only=False)))
+    return pa.chunked_array([out]) if isinstance(value, pa.ChunkedArray) else out
+
+
+def _round_exact(number: float, ndigits: int) -> float:
+    """``number`` rounded to ``ndigits`` decimals by its exact value, ties away from zero."""
+    if not math.isfinite(number):
+        return number
+    quantum = decimal.Decimal(1).scaleb(-ndigits)
+    return float(decimal.Decimal(number).quantize(quantum, rounding=decimal.ROUND_HALF_UP))
 
 
 for _fname, _kernel in (("floor", pc.floor), ("ceil", pc.ceil), ("trunc", pc.trunc)):

@@ -51,7 +51,16 @@ def merges(draw):
         matched = [MATCHED[0]]
     whens = [clause_sql("MATCHED", c) for c in matched] + [clause_sql("NOT MATCHED", c) for c in not_matched]
     whens += [clause_sql("NOT MATCHED BY SOURCE", c) for c in by_source]
-    return "MERGE INTO t USING s ON t.id = s.id " + " ".join(whens)
+    # A target row that two source rows would change is an error in Delta (and in DuckDB up
+    # to 2.0.0; 2.0.1 picks one of them silently): the test needs the matched conditions.
+    acting = " OR ".join(f"({condition or 'TRUE'})" for condition, _ in matched) or "FALSE"
+    return "MERGE INTO t USING s ON t.id = s.id " + " ".join(whens), acting
+
+
+def ambiguous(duck: duckdb.DuckDBPyConnection, acting: str) -> bool:
+    """Does a WHEN MATCHED clause act on some target row for two or more source rows?"""
+    return duck.sql(f"SELECT count(*) FROM (SELECT t.rowid FROM t JOIN s ON t.id = s.id WHERE {acting} "
+                    "GROUP BY t.rowid HAVING count(*) > 1)").fetchall()[0][0] > 0
 
 
 def sql_rows(rows: list[tuple]) -> str:
@@ -61,6 +70,7 @@ def sql_rows(rows: list[tuple]) -> str:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(target=row_lists, source=row_lists, statement=merges(), split=st.integers(1, 3))
 def test_merge_matches_duckdb(tmp_path_factory, target, source, statement, split):
+    statement, acting = statement
     warehouse = tmp_path_factory.mktemp("wh")
     session = engine.connect(str(warehouse))
     session.sql("CREATE TABLE t (id INTEGER, v INTEGER)")
@@ -81,6 +91,7 @@ def test_merge_matches_duckdb(tmp_path_factory, target, source, statement, split
         duck.sql(f"INSERT INTO s VALUES {sql_rows(source)}")
     table = lakehouse.open_table(str(warehouse / "t"))
     before = table.version()
+    is_ambiguous = ambiguous(duck, acting)  # asked before DuckDB changes t
     try:
         expected_count = duck.sql(statement).fetchall()[0][0]
     except duckdb.ParserException as exc:
@@ -90,6 +101,8 @@ def test_merge_matches_duckdb(tmp_path_factory, target, source, statement, split
         return
     except duckdb.InvalidInputException as exc:
         assert "more than once" in str(exc)
+        is_ambiguous = True
+    if is_ambiguous:
         with pytest.raises(PlanError, match="more than one source row"):
             session.sql(statement)
         assert table.version() == before
