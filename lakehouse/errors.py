@@ -167,3 +167,8 @@ class StreamCheckpointError(LakehouseError):
 
 class CheckpointOwnedError(StreamCheckpointError):
     """Another consumer wrote the checkpoint's next offset or commit first."""
+
+
+class PinMismatchError(LakehouseError):
+    """A recorded reference to a table version (an MLflow input, a tag) no longer matches the
+    table: the tag was moved or dropped, or the version's files changed (its fingerprint)."""

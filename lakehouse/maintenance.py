@@ -179,7 +179,8 @@ def vacuum(table: Table, retain_hours: float | None = None, *, dry_run: bool = F
     ``enforce_retention=False`` because it breaks time travel and concurrent writers.
     Nothing is committed. Returns ``{"dry_run", "files"`` (deleted, or to delete on a dry
     run, relative to the root), ``"num_files", "num_bytes", "kept_by_pins"`` (relative path
-    -> reasons, for files kept only because of a tag or clone), ``"retention_hours"}``.
+    -> reasons, for files kept only because of a tag or clone), ``"retention_hours",
+    "delete_reasons"`` (relative path -> why it goes)``}``.
     """
     from lakehouse.retention import own_path, protected_files  # lazily: retention imports tables
 
@@ -232,7 +233,17 @@ def vacuum(table: Table, retain_hours: float | None = None, *, dry_run: bool = F
     if not dry_run:
         _delete_all(storage, [i.path for _, i in doomed])
     return {"dry_run": dry_run, "files": sorted(r for r, _ in doomed), "num_files": len(doomed),
-            "num_bytes": sum(i.size for _, i in doomed), "kept_by_pins": kept, "retention_hours": hours}
+            "num_bytes": sum(i.size for _, i in doomed), "kept_by_pins": kept, "retention_hours": hours,
+            "delete_reasons": {r: _delete_reason(r, r in tombstoned, hours) for r, _ in doomed}}
+
+
+def _delete_reason(relative: str, tombstoned: bool, hours: float) -> str:
+    """Why vacuum deletes a file, in words (the SQL ``VACUUM ... DRY RUN`` shows it)."""
+    if tombstoned:
+        return f"removed from the table more than {hours:g} hours ago"
+    if relative.startswith(_CHANGE_DATA + "/"):
+        return f"change data of no commit in the last {hours:g} hours"
+    return f"not in the log and older than {hours:g} hours (e.g. left by a failed write)"
 
 
 def _recent_change_files(snapshot: Snapshot, cutoff: int) -> set[str]:

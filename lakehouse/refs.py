@@ -11,6 +11,10 @@ writes ``seq + 1``; losing that race (the file exists) re-reads and re-validates
 layout is flat (one folder) because ``Storage.list_dir`` lists files only and one listing
 of one prefix is a single request on object stores.
 
+Each create event records the version's ``fingerprint`` and, unless the tag was created
+with ``hash_rows=False``, a ``rowsHash`` of its rows (:func:`lakehouse.verify.rows_hash`),
+so :func:`lakehouse.verify.verify` can later prove the files still hold the same data.
+
 Expiry: a tag created with ``retain=`` stops protecting its files from vacuum once
 ``retain_until_ms`` has passed, but it stays listed (``Tag.expired`` is ``True``) and still
 names its version until someone drops it, so nothing disappears behind the user's back.
@@ -51,6 +55,7 @@ class Tag:
     note: str | None
     retain_until_ms: int | None  # None: protects its files forever
     fingerprint: str
+    rows_hash: str | None = None  # None: created with hash_rows=False (verify skips the rows)
 
     @property
     def expired(self) -> bool:
@@ -111,7 +116,7 @@ def _read_event(table: Table, path: str) -> dict[str, Any]:
 def _to_tag(event: dict[str, Any]) -> Tag:
     return Tag(name=event["name"], version=int(event["version"]), created_ms=int(event["createdMs"]),
                note=event.get("note"), retain_until_ms=event.get("retainUntilMs"),
-               fingerprint=event["fingerprint"])
+               fingerprint=event["fingerprint"], rows_hash=event.get("rowsHash"))
 
 
 def _state(table: Table, name: str) -> tuple[int, Tag | None]:
@@ -192,12 +197,16 @@ def _publish(table: Table, name: str, seq: int, event: dict[str, Any]) -> bool:
 
 
 def create_tag(table: Table, name: str, *, version: int | None = None,
-               retain: dt.timedelta | float | None = None, note: str | None = None) -> Tag:
+               retain: dt.timedelta | float | None = None, note: str | None = None,
+               hash_rows: bool = True) -> Tag:
     """Pin ``version`` (latest when ``None``) of ``table`` under ``name`` and return the tag.
 
     ``retain`` (a ``timedelta`` or hours) limits how long the tag keeps vacuum from deleting
-    the version's files; ``None`` keeps them forever. Raises ``TagExistsError`` if a live tag
-    of that name exists (drop it first), ``VersionNotFoundError`` for a missing version.
+    the version's files; ``None`` keeps them forever. ``hash_rows`` reads every row of the
+    version once (streaming) to record a rows hash for :func:`lakehouse.verify.verify`;
+    pass ``False`` for huge tables (verify then checks files and sizes only). Raises
+    ``TagExistsError`` if a live tag of that name exists (drop it first),
+    ``VersionNotFoundError`` for a missing version.
     """
     _check_name(table, name)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
@@ -208,11 +217,13 @@ def create_tag(table: Table, name: str, *, version: int | None = None,
     snapshot = table.snapshot(version)  # validates the version before anything is written
     pinned = {"op": "create", "version": snapshot.version, "note": note, "fingerprint": fingerprint(snapshot),
               "tableId": snapshot.table_id}
+    if hash_rows:
+        from lakehouse.verify import rows_hash  # lazily: verify reads data files, refs only the log
+
+        _refuse_existing(table, name)  # fail fast, before the (possibly long) read of every row
+        pinned["rowsHash"] = rows_hash(snapshot)
     for _ in range(_MAX_ATTEMPTS):
-        seq, live = _state(table, name)
-        if live is not None:
-            raise TagExistsError(f"table '{table.name}' already has a tag '{name}' (version {live.version}); "
-                                 "drop it first or pick another name")
+        seq = _refuse_existing(table, name)
         created = int(time.time() * 1000)
         event = {**pinned, "createdMs": created,
                  "retainUntilMs": None if retain_ms is None else created + retain_ms}
@@ -221,6 +232,15 @@ def create_tag(table: Table, name: str, *, version: int | None = None,
     raise InvalidTagError(f"table '{table.name}': could not create tag '{name}' after {_MAX_ATTEMPTS} lost races; "
                           "another writer keeps changing it (or a case-insensitive filesystem maps two names "
                           "to one file); retry later")
+
+
+def _refuse_existing(table: Table, name: str) -> int:
+    """The name's highest event seq; ``TagExistsError`` if a live tag holds the name."""
+    seq, live = _state(table, name)
+    if live is not None:
+        raise TagExistsError(f"table '{table.name}' already has a tag '{name}' (version {live.version}); "
+                             "drop it first or pick another name")
+    return seq
 
 
 def drop_tag(table: Table, name: str) -> None:

@@ -4,7 +4,10 @@ Vacuum deletes files that no version inside the retention window references. Two
 outlive that window:
 
 * a **tag** (``lakehouse.refs``) keeps every live file of its version until the tag is
-  dropped or its ``retain`` period has passed;
+  dropped or its ``retain`` period has passed, plus the change data its own commit wrote
+  (its ``cdc`` files, or, for a commit without them, the files it removed, whose rows the
+  change feed reports as deletes), so ``table.changes(v, v)`` keeps working for a tagged
+  ``v``;
 * a **shallow clone** (``lakehouse.clone``) keeps every file of this table that any commit
   or checkpoint still in the clone's log references, so every version of the clone that
   its own log can rebuild stays readable. A clone whose folder is gone keeps nothing.
@@ -24,11 +27,11 @@ from urllib.parse import unquote
 from lakehouse.clone import registered_clones
 from lakehouse.errors import TableNotFoundError, UnsafePathError, VersionNotFoundError
 from lakehouse.location import TableLocation
-from lakehouse.log.actions import AddFile
+from lakehouse.log.actions import AddCDCFile, AddFile, RemoveFile
 from lakehouse.log.checkpoint import read_checkpoint
 from lakehouse.log.paths import is_absolute_uri, resolve_data_path
 from lakehouse.log.replay import read_commits
-from lakehouse.log.segment import list_log
+from lakehouse.log.segment import LogListing, list_log
 from lakehouse.refs import list_tags
 
 if TYPE_CHECKING:
@@ -51,9 +54,9 @@ def protected_files(table: Table, *, now_ms: int | None = None) -> dict[str, lis
         if reason not in reasons:
             reasons.append(reason)
 
-    for tag in list_tags(table).values():
-        if tag.expired_at(now):
-            continue
+    tags = [tag for tag in list_tags(table).values() if not tag.expired_at(now)]
+    listing = list_log(location.storage, location.root, table=location.name) if tags else None
+    for tag in tags:
         try:
             snapshot = table.snapshot(tag.version)
         except VersionNotFoundError:
@@ -63,6 +66,10 @@ def protected_files(table: Table, *, now_ms: int | None = None) -> dict[str, lis
             path = own_path(location, raw)
             if path is not None:
                 keep(path, reason)
+        for raw in _change_files(location, listing, tag.version):
+            path = own_path(location, raw)
+            if path is not None:
+                keep(path, f"tag '{tag.name}' (version {tag.version}, change data)")
 
     for url in registered_clones(table):
         reason = f"clone '{url}'"
@@ -71,6 +78,18 @@ def protected_files(table: Table, *, now_ms: int | None = None) -> dict[str, lis
             if path is not None:
                 keep(path, reason)
     return out
+
+
+def _change_files(location: TableLocation, listing: LogListing | None, version: int) -> list[str]:
+    """Log paths of the files the change feed reads for ``version`` alone (see lakehouse.changes)."""
+    info = listing.commits.get(version) if listing is not None else None
+    if info is None:
+        return []  # the commit was cleaned up: its changes cannot be read anyway
+    (actions,) = read_commits(location.storage, [info], table=location.name)
+    cdc = [a.path for a in actions if isinstance(a, AddCDCFile)]
+    if cdc:
+        return cdc
+    return [a.path for a in actions if isinstance(a, RemoveFile) and a.data_change]
 
 
 def own_path(location: TableLocation, raw: str) -> str | None:

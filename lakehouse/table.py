@@ -187,12 +187,14 @@ class Table:
     # --- tags -------------------------------------------------------------------------
 
     def tag(self, name: str, *, version: int | None = None, retain: dt.timedelta | float | None = None,
-            note: str | None = None) -> Any:
-        """Pin ``version`` (latest when ``None``) under ``name``; vacuum keeps its files while the
-        tag lives (or until ``retain``, a timedelta or hours, has passed). Returns the ``Tag``."""
+            note: str | None = None, hash_rows: bool = True) -> Any:
+        """Pin ``version`` (latest when ``None``) under ``name``; vacuum and log cleanup keep what it
+        needs while the tag lives (or until ``retain``, a timedelta or hours, has passed).
+        ``hash_rows`` records a hash of the rows for :meth:`verify` (``False`` skips reading
+        them, for huge tables). Returns the ``Tag``."""
         from lakehouse.refs import create_tag
 
-        return create_tag(self, name, version=version, retain=retain, note=note)
+        return create_tag(self, name, version=version, retain=retain, note=note, hash_rows=hash_rows)
 
     def tags(self) -> dict[str, Any]:
         """Live tags by name (each a ``lakehouse.refs.Tag`` with ``version``, ``note``...)."""
@@ -205,6 +207,24 @@ class Table:
         from lakehouse.refs import drop_tag
 
         drop_tag(self, name)
+
+    def verify(self, tag: str, *, rows: bool = True) -> Any:
+        """Re-check a tag: fingerprint, every file present with its size, rows hash the same.
+
+        Returns a ``lakehouse.verify.VerifyReport`` (``ok``, ``missing``, ``size_mismatch``,
+        ``rows_hash_ok``...); mismatches are reported, not raised. ``rows=False`` skips
+        reading the rows.
+        """
+        from lakehouse.verify import verify
+
+        return verify(self, tag, rows=rows)
+
+    def cleanup_log(self, *, now_ms: int | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Delete ``_delta_log`` entries older than ``delta.logRetentionDuration`` (30 days) that
+        no retained version and no live tag needs; see ``lakehouse.logcleanup``."""
+        from lakehouse.logcleanup import cleanup_log
+
+        return cleanup_log(self, now_ms=now_ms, dry_run=dry_run)
 
     # --- maintenance ------------------------------------------------------------------
 

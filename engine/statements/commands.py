@@ -108,12 +108,23 @@ def _restore(session: Session, g: dict[str, Any]) -> pa.Table:
 
 
 def _vacuum(session: Session, g: dict[str, Any]) -> pa.Table:
+    """VACUUM: one report row; with DRY RUN, one row per file (``path, action, reason``).
+
+    ``action`` is ``delete`` for files the real run would delete, ``keep`` for files that
+    would go but a tag or a shallow clone still needs (``reason`` names them).
+    """
     table = open_target(session, _unquote(g["table"]))
     report = table.vacuum(float(g["hours"]) if g.get("hours") else None, dry_run=bool(g.get("dry")),
                           enforce_retention=session.config.retention_check)
-    files = report.get("files") or []
-    return pa.table({"path": pa.array([str(f) for f in files], pa.string())}) if report.get("dry_run") else \
-        _report(report)
+    if not report.get("dry_run"):
+        return _report({k: v for k, v in report.items() if k != "delete_reasons"})
+    reasons = report.get("delete_reasons") or {}
+    rows = [(str(f), "delete", reasons.get(f, "")) for f in report.get("files") or []]
+    rows += [(str(f), "keep", "; ".join(why)) for f, why in (report.get("kept_by_pins") or {}).items()]
+    rows.sort()
+    return pa.table({"path": pa.array([r[0] for r in rows], pa.string()),
+                     "action": pa.array([r[1] for r in rows], pa.string()),
+                     "reason": pa.array([r[2] for r in rows], pa.string())})
 
 
 def _optimize(session: Session, g: dict[str, Any]) -> pa.Table:

@@ -157,6 +157,16 @@ class Commit:
             # The commit is durable; a missing checkpoint only makes later opens slower.
             warnings.warn(f"table '{self.table}': commit {version} succeeded but its checkpoint was not written: {exc}",
                           LakehouseWarning, stacklevel=3)
+            return
+        try:
+            # A new checkpoint is what lets older log entries go (delta.enableExpiredLogCleanup).
+            from lakehouse.logcleanup import cleanup_after_checkpoint
+
+            cleanup_after_checkpoint(self.storage, self.root, state.metadata.configuration)
+        except (LakehouseError, OSError) as exc:
+            # The commit is durable; an uncleaned log only costs listing time until the next try.
+            warnings.warn(f"table '{self.table}': commit {version} succeeded but expired log entries were not "
+                          f"cleaned up: {exc}", LakehouseWarning, stacklevel=3)
 
 
 def _text(value: Any) -> str:

@@ -86,6 +86,7 @@ def test_restore_and_vacuum_dry_run(session, tmp_path):
     session.sql("SET retention_check = off")
     listed = rows(session, "VACUUM t RETAIN 0 HOURS DRY RUN")
     assert len(listed) == 2  # the file rewritten by DELETE and the one INSERT added at v3
+    assert all(r["action"] == "delete" and r["reason"].startswith("removed from the table") for r in listed)
     before = parquet_files(tmp_path / "wh" / "t")
     assert all((tmp_path / "wh" / "t" / r["path"]).exists() for r in listed)
     session.sql("VACUUM t RETAIN 0 HOURS")
