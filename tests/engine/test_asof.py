@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 import engine
 from engine.config import Config
 from engine.errors import PlanError, UnsupportedSQLError
-from engine.kernels.asof import _asof_numpy, asof_match
+from engine.kernels.asof import _asof_numpy, _group_sort_numpy, asof_match, group_sort, probe_order
 from engine.logical.display import expr_text
 from engine.logical.plan import Filter, Join, Scan, walk_plan
 from engine.optimizer import optimize
@@ -201,6 +201,45 @@ def test_kernel_on_a_large_input_agrees_with_the_fallback():
         fast = asof_match(values, starts, ends, groups, probe, order, op)
         slow = _asof_numpy(values, starts, ends, groups, probe, order, *mode)
         assert np.array_equal(fast, slow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(-1, 6), st.integers(-3, 3)), max_size=80),
+       big=st.booleans())
+def test_group_sorts_equal_a_lexsort(rows, big):
+    """The right side's counting sort is np.lexsort (stable) plus group bounds; the left side's
+    order sorts by (group, value) too, ties in any order. ``big`` makes groups past the
+    insertion-sort size."""
+    if big:
+        rows = rows * 10
+    groups = np.array([g for g, _ in rows], dtype=np.int64)
+    values = np.array([v for _, v in rows], dtype=np.int64)
+    order, starts, ends = group_sort(groups, values, 7)
+    expected, expected_starts, expected_ends = _group_sort_numpy(groups, values, 7)
+    assert np.array_equal(order, expected) and np.array_equal(starts, expected_starts)
+    assert np.array_equal(ends, expected_ends)
+    probes = probe_order(groups, values)
+    assert sorted(probes.tolist()) == sorted(expected.tolist())
+    assert np.array_equal(groups[probes], groups[expected]) and np.array_equal(values[probes], values[expected])
+
+
+@pytest.mark.parametrize("spread", [1, 10**12])
+def test_integer_keys_dense_and_sparse_match_duckdb(spread):
+    """Integer keys are probed through a lookup built once per join: a direct table for a dense
+    key range, a binary search for a sparse one; with two keys, their combination too."""
+    rng = np.random.default_rng(spread % 97)
+
+    def side(n: int, id_name: str, first: int) -> pa.Table:
+        k0 = rng.integers(-40, 40, n) * spread
+        return pa.table({id_name: pa.array(np.arange(first, first + n)),
+                         "k0": pa.array(k0, mask=rng.random(n) < 0.05),
+                         "k1": pa.array(rng.integers(0, 3, n).astype(np.int32)),
+                         "v": pa.array(rng.permutation(n * 4)[:n].astype(np.int64))})
+
+    tables = {"l": side(3000, "id", 1), "r": side(2000, "rid", 10_000)}
+    _compare(tables, "select l.id, r.rid from l asof left join r on l.k0 = r.k0 and l.v >= r.v", batch_size=700)
+    _compare(tables, "select l.id, r.rid from l asof join r on l.k0 = r.k0 and l.k1 = r.k1 and l.v < r.v",
+             batch_size=700)
 
 
 # --- fixed cases against DuckDB --------------------------------------------------------------

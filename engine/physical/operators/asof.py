@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import ExecutionError
-from engine.kernels.asof import asof_match
+from engine.kernels.asof import asof_match, group_sort, probe_order
 from engine.logical.expr import Expr, Field, Literal
 from engine.logical.plan import asof_parts
 from engine.physical.exprs import evaluate_array
@@ -78,6 +78,46 @@ def ordering_codes(array: pa.Array) -> np.ndarray | None:
     return None
 
 
+def _lookup_codes(array: pa.Array) -> np.ndarray | None:
+    """Integer codes equal exactly when the key values are equal (integers, booleans, temporals),
+    or None (floats, decimals, strings: those are looked up by Arrow's hashing)."""
+    if pa.types.is_floating(array.type):
+        return None  # several NaN payloads would need one code; Arrow's hashing handles them
+    return ordering_codes(array)
+
+
+class _CodeLookup:
+    """Where int64 codes sit in a set of distinct codes, built once per join.
+
+    ``pc.index_in`` rebuilds its hash table of the value set on every call, which for a
+    right side with a million keys cost more than the whole merge when done per left batch.
+    A dense code range gets a direct table, a sparse one a sorted array to binary-search.
+    """
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self.size = len(codes)
+        self.low = int(codes.min()) if self.size else 0
+        self.high = int(codes.max()) if self.size else -1
+        span = self.high - self.low + 1
+        self.table: np.ndarray | None = None
+        if self.size and span <= 4 * self.size + 1024:
+            self.table = np.full(span, -1, dtype=np.int64)
+            self.table[codes - self.low] = np.arange(self.size, dtype=np.int64)
+        else:
+            self.order = np.argsort(codes, kind="stable")
+            self.sorted = codes[self.order]
+
+    def find(self, probe: np.ndarray) -> np.ndarray:
+        """Each probe code's position in the set, or -1."""
+        if not self.size:
+            return np.full(len(probe), -1, dtype=np.int64)
+        if self.table is not None:
+            inside = (probe >= self.low) & (probe <= self.high)
+            return np.where(inside, self.table[np.where(inside, probe - self.low, 0)], -1)
+        at = np.minimum(np.searchsorted(self.sorted, probe), self.size - 1)
+        return np.where(self.sorted[at] == probe, self.order[at], -1)
+
+
 class _RightIndex:
     """The right input sorted by (group, ordering value), with what a left batch needs to probe it."""
 
@@ -99,33 +139,45 @@ class _RightIndex:
                 valid &= np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             key_arrays.append(array)
         rows = np.flatnonzero(valid)
-        take = pa.array(rows)
+        everything = len(rows) == n  # the common case: no NULL keys or times, no right-only filter
+
+        def valid_rows(array: pa.Array) -> pa.Array:
+            return array if everything else array.take(pa.array(rows))
+
         # Dense group ids over the valid rows: one dictionary per key, then combined codes re-encoded.
         self.dictionaries: list[pa.Array] = []
         self.combined: list[pa.Array | None] = []
         self.null_safe = [null_safe for _, _, null_safe in keys]
         self.key_types = [a.type for a in key_arrays]
+        # Per key, a lookup built once for probing with integer codes (None: use pc.index_in).
+        self.lookups: list[_CodeLookup | None] = []
+        self.combined_lookups: list[_CodeLookup | None] = []
         groups = np.zeros(len(rows), dtype=np.int64)
         group_count = 1
         for position, array in enumerate(key_arrays):
-            encoded = pc.dictionary_encode(array.take(take), null_encoding="encode" if self.null_safe[position]
+            encoded = pc.dictionary_encode(valid_rows(array), null_encoding="encode" if self.null_safe[position]
                                            else "mask")
             encoded = _single(encoded)
             codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
             size = len(encoded.dictionary)
             self.dictionaries.append(encoded.dictionary)
+            dictionary_codes = None if self.null_safe[position] else _lookup_codes(encoded.dictionary)
+            self.lookups.append(_CodeLookup(dictionary_codes) if dictionary_codes is not None else None)
             if position == 0:
                 groups, group_count = codes, size
                 self.combined.append(None)
+                self.combined_lookups.append(None)
                 continue
             merged = _single(pc.dictionary_encode(pa.array(groups * size + codes)))
             self.combined.append(merged.dictionary)
+            self.combined_lookups.append(_CodeLookup(np.asarray(merged.dictionary.to_numpy(zero_copy_only=False),
+                                                                dtype=np.int64)))
             groups = np.asarray(merged.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
             group_count = len(merged.dictionary)
         self.group_count = group_count if len(rows) else 0
         # Ordering values as int64 codes; other types (decimals, strings) as ranks among the
         # right's distinct values (a left value gets 2 * rank, or 2 * rank + 1 if equal).
-        value = value.take(take)
+        value = valid_rows(value)
         codes = ordering_codes(value)
         self.distinct: np.ndarray | None = None
         self.distinct_arrow: pa.Array | None = None
@@ -136,13 +188,9 @@ class _RightIndex:
             codes = 2 * np.asarray(pc.index_in(value, value_set=self.distinct_arrow).to_numpy(
                 zero_copy_only=False), dtype=np.int64) + 1
         self.value_type = value_type
-        order = np.lexsort((codes, groups)) if len(rows) else np.zeros(0, dtype=np.int64)
+        order, self.starts, self.ends = group_sort(groups, codes, self.group_count)
         self.rows = rows[order]
         self.values = codes[order]
-        sorted_groups = groups[order]
-        ids = np.arange(self.group_count, dtype=np.int64)
-        self.starts = np.searchsorted(sorted_groups, ids, side="left").astype(np.int64)
-        self.ends = np.searchsorted(sorted_groups, ids, side="right").astype(np.int64)
 
     def probe_groups(self, key_arrays: list[pa.Array], valid: np.ndarray) -> np.ndarray:
         """Each left row's group id in the right side (-1: no right row has its keys)."""
@@ -154,17 +202,25 @@ class _RightIndex:
             array = _normalize_key(array)
             if array.type != self.key_types[position]:
                 array = array.cast(self.key_types[position])
-            found = pc.index_in(array, value_set=self.dictionaries[position],
-                                skip_nulls=not self.null_safe[position])
-            valid &= np.asarray(found.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            codes = np.asarray(pc.fill_null(found, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+            lookup = self.lookups[position]
+            if lookup is not None:
+                codes = lookup.find(_lookup_codes(array))  # type: ignore[arg-type]
+                valid &= codes >= 0
+                if array.null_count:
+                    valid &= np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                codes = np.maximum(codes, 0)
+            else:
+                found = pc.index_in(array, value_set=self.dictionaries[position],
+                                    skip_nulls=not self.null_safe[position])
+                valid &= np.asarray(found.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                codes = np.asarray(pc.fill_null(found, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
             if position == 0:
                 groups = codes
                 continue
             combined = groups * len(self.dictionaries[position]) + codes
-            found = pc.index_in(pa.array(combined), value_set=self.combined[position])
-            valid &= np.asarray(found.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            groups = np.asarray(pc.fill_null(found, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+            found_at = self.combined_lookups[position].find(combined)  # type: ignore[union-attr]
+            valid &= found_at >= 0
+            groups = np.maximum(found_at, 0)
         return np.where(valid, groups, -1)
 
     def probe_values(self, value: pa.Array) -> np.ndarray:
@@ -249,8 +305,7 @@ class AsofJoinOp(Operator):
                 valid &= np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         groups = index.probe_groups(keys, valid)
         probe_values = index.probe_values(value)
-        candidates = np.flatnonzero(groups >= 0)
-        order = candidates[np.lexsort((probe_values[candidates], groups[candidates]))]
+        order = probe_order(groups, probe_values)
         positions = asof_match(index.values, index.starts, index.ends, groups, probe_values, order, op)
         return np.where(positions >= 0, index.rows[np.maximum(positions, 0)] if len(index.rows) else -1, -1)
 
