@@ -27,10 +27,26 @@ class Catalog:
         self._registered: dict[str, TableSource] = {}
 
     def register(self, name: str, data: Any) -> None:
+        """Make ``data`` queryable as ``name``.
+
+        A lakehouse ``Snapshot`` (a pinned version) or ``Table`` (its latest version, fixed
+        now) stays a scan over its files, with file skipping and column pruning; a
+        ``TableSource`` is used as is; anything else (Arrow, pandas, polars) is read into memory.
+        """
+        from lakehouse.snapshot import Snapshot
         from lakehouse.write import to_reader
 
-        table = data if isinstance(data, pa.Table) else to_reader(data).read_all()
-        self._registered[name.lower()] = MemorySource(name, table)
+        source: TableSource
+        if isinstance(data, TableSource):
+            source = data
+        elif isinstance(data, Snapshot):
+            source = LakehouseSource(name, data)
+        elif isinstance(data, Table):
+            source = LakehouseSource(name, data.snapshot())
+        else:
+            table = data if isinstance(data, pa.Table) else to_reader(data).read_all()
+            source = MemorySource(name, table)
+        self._registered[name.lower()] = source
 
     def unregister(self, name: str) -> None:
         self._registered.pop(name.lower(), None)

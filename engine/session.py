@@ -154,7 +154,11 @@ class Session:
         self.catalog = Catalog(warehouse, storage_options)
 
     def register(self, name: str, data: Any) -> None:
-        """Make an Arrow table (or pandas/polars frame) queryable as ``name``."""
+        """Make an Arrow table, pandas/polars frame, or a lakehouse ``Snapshot``/``Table`` queryable as ``name``.
+
+        Snapshots stay scans over their files (a pinned version, with file skipping); frames
+        are held in memory.
+        """
         self.catalog.register(name, data)
 
     def plan(self, sql: str) -> Plan:

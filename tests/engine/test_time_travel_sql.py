@@ -181,3 +181,20 @@ def test_a_file_that_is_not_parquet_is_a_clear_error(session, tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(PlanError, match="cannot read '.*data.csv' as a Parquet file"):
         session.sql(f"select * from '{path}'")
+
+
+def test_registered_snapshot_stays_pinned_and_skips_files(tmp_path):
+    import lakehouse
+
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("id", pa.int64())]))
+    for start in (0, 100, 200):
+        table.append(pa.table({"id": pa.array(range(start, start + 100), pa.int64())}))
+    pinned = table.snapshot()  # version 3: three files
+    table.append(pa.table({"id": pa.array([1000], pa.int64())}))
+    session = engine.connect()
+    session.register("pinned", pinned)
+    session.register("latest", table)
+    assert session.sql("select count(*) as n from pinned").to_arrow().to_pylist() == [{"n": 300}]
+    assert session.sql("select count(*) as n from latest").to_arrow().to_pylist() == [{"n": 301}]
+    text = session.sql("select id from pinned where id = 150").explain(analyze=True)
+    assert "files=1/3" in text, text
