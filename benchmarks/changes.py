@@ -1,4 +1,4 @@
-"""Suite ``changes``: change streams through a feature job — throughput and freshness.
+"""Suite ``changes``: change streams through a feature job, and point-in-time joins.
 
 1. **Throughput**: change rows per second through ``engine.features.FeatureJob`` (SQL
    aggregate per user): first ``--rows`` inserted rows in ``--commits`` appends, processed
@@ -11,8 +11,13 @@
    Freshness of source version *v* = commit time of the sink commit whose batch holds *v*
    minus the commit time of *v* (both are commit-file times on the same disk).
 
-There is no peer library for this suite; the peer column stays empty. Every sink is
-checked against the query recomputed from the final source snapshot (untimed).
+3. **Point-in-time joins** (``benchmarks.asof``): SQL ``ASOF LEFT JOIN`` of ``--asof-rows``
+   labels x ``--asof-rows`` feature rows and ``engine.training_set`` on the same tables,
+   beside DuckDB's ASOF JOIN on the same Parquet files; ``--asof-rows 0`` skips it.
+
+Parts 1 and 2 have no peer library (empty peer column); every sink is checked against the
+query recomputed from the final source snapshot (untimed). Part 3's answers are checked
+against DuckDB's.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ import pyarrow as pa
 
 import engine
 import lakehouse
+from benchmarks import asof
 from benchmarks.harness import Check, Row, RunContext, SuiteOutput, percentile
 from engine.features import FeatureJob
 
-TITLE = "Change streams: feature-job throughput and freshness"
-DESCRIPTION = ("Change rows per second through a feature job, and seconds from a source commit to the sink "
-               "holding it at several commit rates.")
+TITLE = "Change streams and point-in-time joins: feature-job throughput, freshness, ASOF JOIN"
+DESCRIPTION = ("Change rows per second through a feature job, seconds from a source commit to the sink "
+               "holding it at several commit rates, and ASOF LEFT JOIN / training_set beside DuckDB.")
 PEER = "—"
 SCHEMA = pa.schema([("id", pa.int64()), ("user_id", pa.int64()), ("amount", pa.int64())])
 QUERY = ("SELECT user_id, count(*) AS n, sum(amount) AS total, max(amount) AS largest "
@@ -49,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds the writer runs per rate")
     parser.add_argument("--commit-rows", type=int, default=10, help="rows per commit in the freshness runs")
     parser.add_argument("--poll", type=float, default=0.05, help="job poll interval when idle (seconds)")
+    asof.add_arguments(parser)
 
 
 def _batch(first_id: int, count: int, users: int) -> pa.Table:
@@ -176,17 +183,21 @@ def run(options: argparse.Namespace, context: RunContext) -> SuiteOutput:
     rates = [float(r) for r in options.rates.split(",") if r.strip()]
     if options.rows < 1 or options.commits < 1 or options.users < 1 or not rates or min(rates) <= 0:
         raise SystemExit("--rows, --commits, --users and every rate must be positive")
+    if options.asof_rows < 0 or options.asof_keys < 1 or options.asof_repeats < 1:
+        raise SystemExit("--asof-rows must be >= 0, --asof-keys and --asof-repeats positive")
     say = context.progress
     out = SuiteOutput(parameters={"rows": options.rows, "commits": options.commits, "users": options.users,
                                   "rates": options.rates, "duration": options.duration,
-                                  "commit_rows": options.commit_rows, "poll": options.poll})
-    say("[1/2] throughput: inserts, then updates and deletes, through one feature job")
+                                  "commit_rows": options.commit_rows, "poll": options.poll,
+                                  "asof_rows": options.asof_rows, "asof_keys": options.asof_keys,
+                                  "asof_repeats": options.asof_repeats})
+    say("[1/3] throughput: inserts, then updates and deletes, through one feature job")
     _throughput(context.workdir, options, out, say)
-    say(f"[2/2] freshness at {', '.join(f'{r:g}' for r in rates)} commits/s for {options.duration:g} s each")
+    say(f"[2/3] freshness at {', '.join(f'{r:g}' for r in rates)} commits/s for {options.duration:g} s each")
     for rate in rates:
         _freshness(context.workdir, rate, options, out, say)
     out.notes += [
-        "No peer: the peer and ratio columns are empty.",
+        "Feature job rows (throughput, freshness) have no peer: their peer and ratio columns are empty.",
         f"Job: `FeatureJob(keys='user_id', query=\"{QUERY}\")`; each batch recomputes the affected users from the "
         "source snapshot at the batch's last version and replaces their sink rows in one commit.",
         "Throughput: `job.run_once()` wall time over all change rows of the batch (reading changes, recomputing "
@@ -196,4 +207,9 @@ def run(options: argparse.Namespace, context: RunContext) -> SuiteOutput:
         "commit time of the batch holding a version minus that version's commit time (commit-file times).",
         "The rates are targets; 'achieved' is what one writer process reached on this machine.",
     ]
+    if options.asof_rows:
+        say(f"[3/3] point-in-time joins: {options.asof_rows:,} labels x {options.asof_rows:,} feature rows")
+        asof.run_asof(context.workdir / "asof", options, out, say)
+    else:
+        say("[3/3] point-in-time joins: skipped (--asof-rows 0)")
     return out
