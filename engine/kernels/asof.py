@@ -50,6 +50,24 @@ if HAVE_NUMBA:
     import numba
 
     @numba.njit(cache=True, nogil=True)
+    def _sort_segment(order, values, a, b):  # noqa: ANN001, ANN202
+        """Stably sort ``order[a:b]`` (row numbers) by ``values`` of those rows, in place."""
+        if b - a <= 32:  # typical groups are small: an insertion sort, no allocation
+            for p in range(a + 1, b):
+                row = order[p]
+                v = values[row]
+                q = p - 1
+                while q >= a and values[order[q]] > v:
+                    order[q + 1] = order[q]
+                    q -= 1
+                order[q + 1] = row
+        else:
+            segment = order[a:b].copy()
+            positions = np.argsort(values[segment], kind="mergesort")
+            for p in range(b - a):
+                order[a + p] = segment[positions[p]]
+
+    @numba.njit(cache=True, nogil=True)
     def _asof_numba(values, starts, ends, groups, probe, order, inclusive, backward):  # noqa: ANN001, ANN202
         out = np.full(len(groups), -1, dtype=np.int64)
         current = -1
@@ -123,24 +141,8 @@ if HAVE_NUMBA:
                 order[fill[g]] = i
                 fill[g] += 1
         for g in range(group_count):
-            a = starts[g]
-            b = ends[g]
-            if b - a <= 32:  # typical groups are small: a stable insertion sort, no allocation
-                for p in range(a + 1, b):
-                    row = order[p]
-                    v = values[row]
-                    q = p - 1
-                    while q >= a and values[order[q]] > v:
-                        order[q + 1] = order[q]
-                        q -= 1
-                    order[q + 1] = row
-            else:
-                segment = order[a:b].copy()
-                positions = np.argsort(values[segment], kind="mergesort")
-                for p in range(b - a):
-                    order[a + p] = segment[positions[p]]
+            _sort_segment(order, values, starts[g], ends[g])
         return order, starts, ends
-
 
     @numba.njit(cache=True, nogil=True)
     def _sort_segments(order, groups, values):  # noqa: ANN001, ANN202
@@ -152,20 +154,7 @@ if HAVE_NUMBA:
             b = a + 1
             while b < n and groups[order[b]] == g:
                 b += 1
-            if b - a <= 32:
-                for p in range(a + 1, b):
-                    row = order[p]
-                    v = values[row]
-                    q = p - 1
-                    while q >= a and values[order[q]] > v:
-                        order[q + 1] = order[q]
-                        q -= 1
-                    order[q + 1] = row
-            else:
-                segment = order[a:b].copy()
-                positions = np.argsort(values[segment], kind="mergesort")
-                for p in range(b - a):
-                    order[a + p] = segment[positions[p]]
+            _sort_segment(order, values, a, b)
             a = b
         return order
 
