@@ -223,6 +223,12 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None,  # noqa: A
     counts = {"deleted": 0, "copied": 0}
     scanned: list[str] = []
     row_filter = to_arrow_expression(bound, snapshot.schema) if bound is not None else None
+    # With the change data feed on, a rewritten file's deleted rows go to _change_data/: a
+    # reader cannot tell them from the copied rows otherwise. Whole-file deletes (partition
+    # predicates, never read) need none: readers take a remove without change files as deletes.
+    from lakehouse.rewrite import cdf_enabled
+
+    deleted_rows: list[pa.Table] | None = [] if cdf_enabled(snapshot) and not partition_only else None
 
     def kept_rows() -> Any:
         nonlocal removed_bytes
@@ -235,6 +241,8 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None,  # noqa: A
                 matched = pc.fill_null(ds.dataset(table).to_table(columns={"m": row_filter}).column("m"), False)
                 hit = pc.sum(matched.cast(pa.int64())).as_py() or 0
                 keep = table.filter(pc.invert(matched)) if hit else None
+                if hit and deleted_rows is not None:
+                    deleted_rows.append(table.filter(matched))
             if hit == 0:
                 continue
             removes.append(add.remove(now))
@@ -246,26 +254,57 @@ def delete(snapshot: Snapshot, filter: Predicate | str | None = None,  # noqa: A
 
     writer = _writer(snapshot)
     added = writer.write(kept_rows())
+    cdc, change_writer = _deleted_change_files(snapshot, deleted_rows, writer)
     metrics = {
         "numRemovedFiles": len(removes), "numAddedFiles": len(added), "numDeletedRows": counts["deleted"],
         "numCopiedRows": counts["copied"], "numAddedBytes": sum(a.size for a in added),
-        "numRemovedBytes": removed_bytes, "executionTimeMs": int((time.perf_counter() - started) * 1000),
+        "numRemovedBytes": removed_bytes, "numAddedChangeFiles": len(cdc),
+        "executionTimeMs": int((time.perf_counter() - started) * 1000),
     }
     commit = _base_commit(
         snapshot, "DELETE",
         parameters={"predicate": [to_sql(predicate)] if predicate is not None else []},
-        metrics=metrics, actions=[*once[0], *removes, *added],
+        metrics=metrics, actions=[*once[0], *removes, *added, *cdc],
         read_set=ReadSet(reads_whole_table=bound is None, read_predicate=bound, app_ids=once[1],
                          read_files=frozenset(scanned),
                          removed_files=frozenset(r.path for r in removes),  # type: ignore[union-attr]
                          isolation_level=isolation_level(snapshot.properties),
                          partition_columns=snapshot.partition_columns, schema=snapshot.schema),
     )
-    version = publish_once(commit, writer, txn, lambda: _latest(snapshot))
+    try:
+        version = publish_once(commit, writer, txn, lambda: _latest(snapshot))
+    except CommitOutcomeUnknownError:
+        raise  # the change files may be referenced by a commit that landed
+    except BaseException:
+        if change_writer is not None:
+            change_writer.abort()
+        raise
     if version is None:
+        if change_writer is not None:
+            change_writer.abort()
         return skipped(_latest(snapshot), txn)  # type: ignore[arg-type]
     return {"version": version, "num_deleted_rows": counts["deleted"], "num_removed_files": len(removes),
             "num_added_files": len(added), "num_copied_rows": counts["copied"]}
+
+
+def _deleted_change_files(snapshot: Snapshot, deleted: list[pa.Table] | None,
+                          writer: FileWriter) -> tuple[list[Action], FileWriter | None]:
+    """Write ``deleted`` rows as ``delete`` change data; aborts ``writer`` too if that fails."""
+    from lakehouse.log.actions import AddCDCFile
+    from lakehouse.rewrite import CHANGE_TYPE, _change_batches, _change_writer
+
+    if not deleted:
+        return [], None
+    rows = pa.concat_tables(deleted)
+    rows = rows.append_column(CHANGE_TYPE, pa.array(["delete"] * rows.num_rows, pa.string()))
+    change_writer = _change_writer(snapshot)
+    try:
+        written = change_writer.write(_change_batches(rows, snapshot.schema, snapshot.location.name))
+    except BaseException:
+        change_writer.abort()
+        writer.abort()
+        raise
+    return [AddCDCFile(path=a.path, partition_values=a.partition_values, size=a.size) for a in written], change_writer
 
 
 def _latest(snapshot: Snapshot) -> Snapshot:

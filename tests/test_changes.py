@@ -133,3 +133,18 @@ def test_change_errors_are_clear(cdf_session, tmp_path):
         part.unlink()
     with pytest.raises(DataFileError, match="vacuumed"):
         table.changes(1).read_all()
+
+
+def test_python_delete_writes_change_files(cdf_session):
+    # Table.delete rewrites a file holding other rows too: only the deleted rows may show up.
+    session, path = cdf_session
+    session.sql("INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'a'), (3, 30, 'b'), (4, 40, 'b')")  # v1
+    table = lakehouse.open_table(path)
+    table.delete("v = 20")  # v2: rewrites partition a's file, change file holds id 2
+    table.delete("p = 'b'")  # v3: whole files removed, no change file needed
+    assert int(table.history(limit=2)[1]["operationMetrics"]["numAddedChangeFiles"]) == 1
+    columns = ["_commit_version", "_change_type", "id", "v", "p"]
+    expected = [(2, "delete", 2, 20, "a"), (3, "delete", 3, 30, "b"), (3, "delete", 4, 40, "b")]
+    assert normalized(table.changes(2).read_all(), columns) == expected
+    assert normalized(theirs(path, 2), columns) == expected
+    assert sorted(table.to_arrow().column("id").to_pylist()) == [1]
