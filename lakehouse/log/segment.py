@@ -95,8 +95,10 @@ def segment_for(listing: LogListing, version: int | None, *, table: str,
     if version is None:
         version = latest
     if version < earliest or version > latest:
+        why = ("; older log entries were removed by log cleanup (delta.logRetentionDuration); tag a version to "
+               "keep it readable") if 0 <= version < earliest else ""
         raise VersionNotFoundError(
-            f"table '{table}' has no version {version}: versions {earliest} to {latest} can be read")
+            f"table '{table}' has no version {version}: versions {earliest} to {latest} can be read{why}")
     usable = [v for v in listing.checkpoints if v <= version and v not in skip_checkpoints]
     start = max(usable) if usable else None
     first_commit = 0 if start is None else start + 1
