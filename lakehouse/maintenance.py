@@ -189,8 +189,10 @@ def vacuum(table: Table, retain_hours: float | None = None, *, dry_run: bool = F
     name, storage, root = location.name, location.storage, location.root.rstrip("/")
     check_writable(snapshot.protocol, snapshot.metadata, table=name)  # unknown features may own files
     default = default_retention_hours(snapshot)
+    if retain_hours is not None and (isinstance(retain_hours, (bool, str)) or not _is_number(retain_hours)):
+        raise RetentionCheckError(f"table '{name}': retain_hours must be a number of hours, got {retain_hours!r}")
     hours = default if retain_hours is None else float(retain_hours)
-    if hours < 0:
+    if not hours >= 0:  # also NaN
         raise RetentionCheckError(f"table '{name}': retain_hours must be zero or more, got {retain_hours}")
     if enforce_retention and hours < default:
         raise RetentionCheckError(
@@ -244,6 +246,14 @@ def _delete_reason(relative: str, tombstoned: bool, hours: float) -> str:
     if relative.startswith(_CHANGE_DATA + "/"):
         return f"change data of no commit in the last {hours:g} hours"
     return f"not in the log and older than {hours:g} hours (e.g. left by a failed write)"
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _recent_change_files(snapshot: Snapshot, cutoff: int) -> set[str]:

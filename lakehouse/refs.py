@@ -209,8 +209,10 @@ def create_tag(table: Table, name: str, *, version: int | None = None,
     ``VersionNotFoundError`` for a missing version.
     """
     _check_name(table, name)
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise VersionNotFoundError(f"table '{table.name}': tag version must be an integer, got {version!r}")
+    if version is not None:
+        from lakehouse.table import as_version
+
+        version = as_version(version, table=table.name)
     if note is not None and not isinstance(note, str):
         raise InvalidTagError(f"table '{table.name}': tag note must be a string, got {type(note).__name__}")
     retain_ms = _retain_ms(table, retain)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import time
 import uuid
 from typing import Any, Collection, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from lakehouse import dml
@@ -101,8 +103,8 @@ class Table:
         times = listing.commit_timestamps()
         if timestamp is not None:
             version = self._version_at(listing, times, _timestamp_ms(timestamp), timestamp)
-        elif version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise VersionNotFoundError(f"version must be an integer, got {version!r}")
+        elif version is not None:
+            version = as_version(version, table=self.name)
         state = replay(self._location.storage, listing, version, table=self.name)
         check_readable(state.protocol, table=self.name)
         ts = times.get(state.version)
@@ -365,3 +367,13 @@ def open_table(location: str, *, storage_options: Mapping[str, Any] | None = Non
     if loc.storage.head(first) is None and loc.storage.head(hint) is None:
         table.version()  # raises TableNotFoundError with the location
     return table
+
+
+def as_version(value: Any, *, table: str) -> int:
+    """``value`` as a version number: any integer type (NumPy's too), never a bool or float."""
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise VersionNotFoundError(f"table '{table}': version must be an integer, got {value!r}")

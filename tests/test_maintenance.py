@@ -14,7 +14,8 @@ import pytest
 import lakehouse
 from lakehouse import maintenance
 from lakehouse.errors import (
-    ColumnNotFoundError, CommitConflictError, DataFileError, InvalidFilterError, LakehouseError, SchemaError,
+    ColumnNotFoundError, CommitConflictError, DataFileError, InvalidFilterError, LakehouseError, RetentionCheckError,
+    SchemaError, VersionNotFoundError,
 )
 
 SCHEMA = pa.schema([("id", pa.int64()), ("p", pa.string()), ("v", pa.float64())])
@@ -349,3 +350,20 @@ def test_zorder_key_interleaves_columns():
     assert key.tolist() == [0b10, 0b01, 0b1111]
     grid = pa.table({"a": [3, 0, 1, 0, 2], "b": ["d", "a", "a", "b", "c"]})
     assert zorder_indices(grid, ["a", "b"]).tolist()[0] == 1  # (0, "a") is the curve's origin
+
+
+@pytest.mark.parametrize("bad", ["a", True, float("nan"), -1, [1]])
+def test_vacuum_refuses_bad_retention(tmp_path, bad):
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("a", pa.int64())]))
+    with pytest.raises(RetentionCheckError, match="retain_hours must be"):
+        table.vacuum(bad, enforce_retention=False)
+
+
+def test_versions_accept_numpy_integers(tmp_path):
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("a", pa.int64())]))
+    table.append(pa.table({"a": [1]}))
+    assert table.snapshot(np.int64(1)).version == 1
+    assert table.tag("first", version=np.int32(0)).version == 0
+    for bad in (True, 1.0, "1"):
+        with pytest.raises(VersionNotFoundError, match="version must be an integer"):
+            table.snapshot(bad)

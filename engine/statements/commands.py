@@ -16,6 +16,7 @@ import pyarrow as pa
 import lakehouse
 from engine.errors import PlanError
 from engine.statements.ddl import NOTHING, open_target
+from lakehouse.errors import RetentionCheckError
 
 if TYPE_CHECKING:
     from engine.session import Session
@@ -114,8 +115,13 @@ def _vacuum(session: Session, g: dict[str, Any]) -> pa.Table:
     would go but a tag or a shallow clone still needs (``reason`` names them).
     """
     table = open_target(session, _unquote(g["table"]))
-    report = table.vacuum(float(g["hours"]) if g.get("hours") else None, dry_run=bool(g.get("dry")),
-                          enforce_retention=session.config.retention_check)
+    try:
+        report = table.vacuum(float(g["hours"]) if g.get("hours") else None, dry_run=bool(g.get("dry")),
+                              enforce_retention=session.config.retention_check)
+    except RetentionCheckError as exc:
+        # The table format's message names the Python switch; SQL users have a setting.
+        raise RetentionCheckError(str(exc).replace("pass enforce_retention=False to do it anyway",
+                                                   "run SET retention_check = false to do it anyway")) from None
     if not report.get("dry_run"):
         return _report({k: v for k, v in report.items() if k != "delete_reasons"})
     reasons = report.get("delete_reasons") or {}
@@ -187,7 +193,7 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[Session, dict[str, Any]], pa.Ta
     (re.compile(r"CREATE\s+TABLE\s+" + _NAME.format("target") + r"\s+SHALLOW\s+CLONE\s+" + _NAME.format("source")
                 + _TRAVEL), _clone),
     (re.compile(r"RESTORE\s+(?:TABLE\s+)?" + _NAME.format("table") + r"\s+TO" + _TRAVEL), _restore),
-    (re.compile(r"VACUUM\s+" + _NAME.format("table") + r"(?:\s+RETAIN\s+(?P<hours>\d+(?:\.\d+)?)\s+HOURS)?"
+    (re.compile(r"VACUUM\s+" + _NAME.format("table") + r"(?:\s+RETAIN\s+(?P<hours>[-+]?\d+(?:\.\d+)?)\s+HOURS)?"
                 r"(?P<dry>\s+DRY\s+RUN)?"), _vacuum),
     (re.compile(r"OPTIMIZE\s+" + _NAME.format("table") + r"(?:\s+WHERE\s+(?P<where>.+?))?"
                 r"(?:\s+ZORDER\s+BY\s*\((?P<zorder>[^)]*)\))?"), _optimize),

@@ -57,8 +57,10 @@ def test_shallow_clone_copies_nothing_diverges_and_survives_source_vacuum(sessio
     assert rows(session, "SELECT id, v FROM copy ORDER BY id") == [
         {"id": 0, "v": "v0"}, {"id": 1, "v": "changed"}, {"id": 2, "v": "v2"}, {"id": 10, "v": "only in copy"}]
     # the source's vacuum keeps what the clones still read
-    with pytest.raises(LakehouseError, match="retention"):
+    with pytest.raises(LakehouseError, match="retention.*run SET retention_check = false"):
         session.sql("VACUUM src RETAIN 0 HOURS")
+    with pytest.raises(LakehouseError, match="retain_hours must be zero or more"):
+        session.sql("VACUUM src RETAIN -1 HOURS")
     session.sql("SET retention_check = false")
     session.sql("OPTIMIZE src")
     report = rows(session, "VACUUM src RETAIN 0 HOURS")
