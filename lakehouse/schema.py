@@ -231,6 +231,8 @@ def _fits(source: pa.DataType, target: pa.DataType, where: str = "") -> bool:
 
     ``where`` prefixes the error for types Delta cannot hold at all (null, uint64...).
     """
+    if pa.types.is_null(source):
+        return True  # only nulls (pandas' all-None object column): they fit any column type
     source = delta_compatible_type(source, where)
     if source == target or (source, target) in _WIDENING:
         return True

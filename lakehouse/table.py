@@ -323,6 +323,7 @@ def create_table(location: str, schema: pa.Schema | Sequence[tuple[str, pa.DataT
             return table
         raise TableAlreadyExistsError(f"a table already exists at '{loc.url}'; open it with open_table")
     arrow_schema = delta_compatible_schema(_schema_of(schema))
+    partition_by = _partition_columns(partition_by)
     for column in partition_by:
         if column not in arrow_schema.names:
             raise SchemaError(f"partition column '{column}' is not in the schema ({', '.join(arrow_schema.names)})")
@@ -377,3 +378,19 @@ def as_version(value: Any, *, table: str) -> int:
         except TypeError:
             pass
     raise VersionNotFoundError(f"table '{table}': version must be an integer, got {value!r}")
+
+
+def _partition_columns(partition_by: Any) -> tuple[str, ...]:
+    """``partition_by`` as a tuple of names: ``None`` means none, a string one column."""
+    if partition_by is None:
+        return ()
+    if isinstance(partition_by, str):
+        return (partition_by,)
+    try:
+        names = tuple(partition_by)
+    except TypeError:
+        raise SchemaError(f"partition_by must be a list of column names, got {partition_by!r}") from None
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise SchemaError(f"partition_by must be a list of column names, got {bad[0]!r} in it")
+    return names

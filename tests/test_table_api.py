@@ -274,3 +274,27 @@ def test_memory_tables_work_like_local_ones(memory_path):
     assert opened.to_arrow().to_pylist() == [{"k": "only", "p": "z"}]
     with pytest.raises(lakehouse.TableNotFoundError, match="memory://"):
         lakehouse.open_table(memory_path + "-missing")
+
+
+def test_all_null_columns_append_into_typed_columns(tmp_path):
+    import pandas as pd
+
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("id", pa.int64()), ("note", pa.string()),
+                                                                   pa.field("k", pa.int64(), nullable=False)]))
+    table.append(pa.table({"id": [1], "note": [None], "k": [1]}))  # note: Arrow type null
+    table.append(pd.DataFrame({"id": [2], "note": [None], "k": [2]}))
+    assert table.to_arrow().sort_by("id").to_pylist() == [{"id": 1, "note": None, "k": 1},
+                                                            {"id": 2, "note": None, "k": 2}]
+    with pytest.raises(lakehouse.SchemaError, match="'k' is not nullable"):
+        table.append(pa.table({"id": [3], "note": ["x"], "k": [None]}))
+    with pytest.raises(lakehouse.SchemaError, match="only nulls and has no type"):
+        lakehouse.create_table(str(tmp_path / "u"), pa.schema([("x", pa.null())]))
+
+
+@pytest.mark.parametrize("partition_by, expected", [(None, ()), ("p", ("p",)), (["p"], ("p",))])
+def test_partition_by_spellings(tmp_path, partition_by, expected):
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("p", pa.string()), ("v", pa.int64())]),
+                                   partition_by=partition_by)
+    assert table.snapshot().partition_columns == expected
+    with pytest.raises(lakehouse.SchemaError, match="partition_by must be a list of column names"):
+        lakehouse.create_table(str(tmp_path / "u"), pa.schema([("p", pa.string())]), partition_by=[1])
