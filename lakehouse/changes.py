@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from lakehouse.errors import DataFileError, LakehouseError, VersionNotFoundError
-from lakehouse.expressions import Predicate, bind, to_arrow_expression, to_predicate
+from lakehouse.expressions import Predicate, bind, columns_of, to_arrow_expression, to_predicate
 from lakehouse.log.actions import Action, AddCDCFile, AddFile, RemoveFile
 from lakehouse.log.filelist import files_from_adds
 from lakehouse.log.replay import read_commits
@@ -64,10 +64,28 @@ def read_changes(table: object, start_version: int, end_version: int | None = No
             f"read changes from version {earliest if earliest is not None else latest + 1} on")
     snapshot = table.snapshot(end)
     schema = snapshot.schema
-    wanted = Scan(snapshot, columns=columns).columns or schema.names
+    if isinstance(columns, str):
+        columns = [columns]
+    meta_names = [f.name for f in _META_FIELDS]
+    data_columns = None if columns is None else [c for c in columns if c not in meta_names]
+    wanted = (Scan(snapshot, columns=data_columns).columns if data_columns else None) or \
+        ([] if columns is not None and not data_columns else schema.names)
     predicate = to_predicate(filter)
-    row_filter = to_arrow_expression(bind(predicate, schema), schema) if predicate is not None else None
-    out_schema = pa.schema([*(schema.field(n) for n in wanted), *_META_FIELDS])
+    # A filter on _change_type/_commit_version/_commit_timestamp is applied to the finished
+    # rows; one on data columns only is pushed into the Parquet reads.
+    full_schema = pa.schema([*schema, *_META_FIELDS])
+    bound = bind(predicate, full_schema) if predicate is not None else None
+    on_meta = bound is not None and bool(columns_of(bound) & set(meta_names))
+    read = list(wanted)
+    if bound is not None:
+        read += [n for n in schema.names if n in columns_of(bound) and n not in read]
+    read_schema = pa.schema([*(schema.field(n) for n in read), *_META_FIELDS])
+    row_filter = to_arrow_expression(bound, full_schema) if bound is not None else None
+    if columns is not None and any(c in meta_names for c in columns):
+        out_names = [c for c in columns if c in meta_names or c in wanted]
+    else:
+        out_names = [*wanted, *meta_names]
+    out_schema = pa.schema([read_schema.field(n) for n in out_names])
     times = listing.commit_timestamps()
     versions = list(range(start_version, end + 1))
 
@@ -79,8 +97,13 @@ def read_changes(table: object, start_version: int, end_version: int | None = No
             for version, actions in zip(chunk, commits):
                 stamp = pa.scalar(times[version] * 1000, pa.timestamp("us", tz="UTC"))
                 for kind, fragment, physical in _version_files(snapshot, actions):
-                    yield from _read(snapshot, fragment, physical, kind, wanted, row_filter, version, stamp,
-                                     out_schema, batch_size)
+                    for batch in _read(snapshot, fragment, physical, kind, read, None if on_meta else row_filter,
+                                       version, stamp, read_schema, batch_size):
+                        if on_meta:
+                            batch = pa.Table.from_batches([batch]).filter(row_filter).combine_chunks()
+                            batch = batch.to_batches()[0] if batch.num_rows else None
+                        if batch is not None and batch.num_rows:
+                            yield batch.select(out_names) if batch.schema.names != out_names else batch
 
     return pa.RecordBatchReader.from_batches(out_schema, batches())
 

@@ -148,3 +148,18 @@ def test_python_delete_writes_change_files(cdf_session):
     assert normalized(table.changes(2).read_all(), columns) == expected
     assert normalized(theirs(path, 2), columns) == expected
     assert sorted(table.to_arrow().column("id").to_pylist()) == [1]
+
+
+def test_change_columns_can_be_selected_and_filtered(cdf_session):
+    session, path = cdf_session
+    session.sql("INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'a')")  # v1
+    session.sql("UPDATE t SET v = 11 WHERE id = 1")  # v2
+    table = lakehouse.open_table(path)
+    out = table.changes(1, columns=["id", "_change_type"], filter="_change_type <> 'update_preimage' AND v > 10")
+    assert out.schema.names == ["id", "_change_type"]
+    assert sorted(map(tuple, (r.values() for r in out.read_all().to_pylist()))) == [
+        (1, "update_postimage"), (2, "insert")]
+    assert table.changes(1, columns="id").schema.names == ["id", "_change_type", "_commit_version",
+                                                          "_commit_timestamp"]
+    only_versions = table.changes(1, columns=["_commit_version"], filter="_commit_version = 2").read_all()
+    assert only_versions.column_names == ["_commit_version"] and only_versions.num_rows == 2
