@@ -43,7 +43,14 @@ def to_reader(data: Any) -> pa.RecordBatchReader:
     if hasattr(data, "__arrow_c_array__"):
         return pa.table(data).to_reader()
     if isinstance(data, (list, dict)):
-        table = pa.Table.from_pylist(data) if isinstance(data, list) else pa.table(data)
+        try:
+            if isinstance(data, list) and not all(isinstance(row, Mapping) for row in data):
+                # pyarrow would read a non-dict row as a row of nulls
+                raise TypeError("every row must be a dict")
+            table = pa.Table.from_pylist(data) if isinstance(data, list) else pa.table(data)
+        except (AttributeError, TypeError, ValueError, pa.ArrowException) as exc:
+            raise SchemaError(f"cannot read rows from this {type(data).__name__}: pass a list of dicts (one per "
+                              f"row) or a dict of columns ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
         return table.to_reader()
     raise SchemaError(
         f"cannot write data of type {type(data).__name__}; pass a pyarrow Table, RecordBatchReader, "

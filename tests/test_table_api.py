@@ -298,3 +298,10 @@ def test_partition_by_spellings(tmp_path, partition_by, expected):
     assert table.snapshot().partition_columns == expected
     with pytest.raises(lakehouse.SchemaError, match="partition_by must be a list of column names"):
         lakehouse.create_table(str(tmp_path / "u"), pa.schema([("p", pa.string())]), partition_by=[1])
+
+
+@pytest.mark.parametrize("rows", [[1, 2], {"a": 1}, [{"a": 1}, "x"]])
+def test_rows_that_are_not_tables_get_one_clear_error(tmp_path, rows):
+    table = lakehouse.create_table(str(tmp_path / "t"), pa.schema([("a", pa.int64())]))
+    with pytest.raises(lakehouse.SchemaError, match="pass a list of dicts"):
+        table.append(rows)
