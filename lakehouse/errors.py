@@ -172,3 +172,9 @@ class CheckpointOwnedError(StreamCheckpointError):
 class PinMismatchError(LakehouseError):
     """A recorded reference to a table version (an MLflow input, a tag) no longer matches the
     table: the tag was moved or dropped, or the version's files changed (its fingerprint)."""
+
+
+class NullValueError(SchemaError, ValueError):
+    """A column read into tensors holds nulls its tensor type cannot represent (integers,
+    booleans, temporal values, decimals); the message names the column and the fixes:
+    ``to_torch(fill_nulls={column: value})`` or a ``column IS NOT NULL`` filter."""

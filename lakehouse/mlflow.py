@@ -98,7 +98,10 @@ class LakehouseDatasetSource(DatasetSource):
 
     def __repr__(self) -> str:
         pin = f"tag={self.tag!r}, " if self.tag is not None else ""
-        return f"LakehouseDatasetSource({self.uri!r}, version={self.version}, {pin}fingerprint={self.fingerprint!r})"
+        columns = f"columns={self.columns!r}, " if self.columns is not None else ""
+        where = f"filter={self.filter!r}, " if self.filter is not None else ""
+        return (f"LakehouseDatasetSource({self.uri!r}, version={self.version}, {pin}{columns}{where}"
+                f"fingerprint={self.fingerprint!r})")
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -264,10 +267,30 @@ class LakehouseDataset(Dataset):
 
     @property
     def profile(self) -> dict[str, Any]:
-        rows = self._snapshot.num_records
-        if rows is None:  # some file has no numRecords statistic: count from the footers
-            rows = self._snapshot.scan().count()
-        return {"num_rows": rows, "num_files": self._snapshot.num_files, "size_bytes": self._snapshot.size_bytes}
+        """Rows, files and bytes of what the run reads, from the log (no data is read).
+
+        A whole version or a projection of it: its exact ``num_rows``. A filtered scan: the
+        files left after skipping (``num_files``, ``size_bytes``, ``num_files_skipped``) and
+        their rows, exact as ``num_rows`` when the filter tests partition columns only, else
+        as ``num_rows_upper_bound`` (the filter may drop rows inside those files).
+        """
+        snapshot = self._snapshot
+        if self._filter is None:
+            rows = snapshot.num_records
+            if rows is None:  # some file has no numRecords statistic: count from the footers
+                rows = snapshot.scan().count()
+            out: dict[str, Any] = {"num_rows": rows, "num_files": snapshot.num_files,
+                                   "size_bytes": snapshot.size_bytes}
+        else:
+            scan = snapshot.scan(columns=self._columns, filter=self._filter)
+            metrics = scan.metrics
+            rows, exact = _filtered_rows(scan)
+            out = {"num_rows" if exact else "num_rows_upper_bound": rows, "num_files": metrics.files_selected,
+                   "size_bytes": metrics.bytes_selected, "num_files_skipped": metrics.files_skipped,
+                   "filter": self._filter}
+        if self._columns is not None:
+            out["columns"] = list(self._columns)
+        return out
 
     @property
     def schema(self) -> Any:
@@ -292,6 +315,34 @@ class LakehouseDataset(Dataset):
     def to_arrow(self) -> pa.Table:
         """The rows this dataset records (read now, from the pinned version)."""
         return self._snapshot.scan(columns=self._columns, filter=self._filter).to_arrow()
+
+
+def _filtered_rows(scan: Scan) -> tuple[int, bool]:
+    """(rows of the files a filtered scan selects, whether that is exactly its row count).
+
+    Exact when the filter tests partition columns only: it is then evaluated on each
+    selected file's partition values, and a file matches with all of its rows or none.
+    """
+    from lakehouse.expressions import columns_of, to_arrow_expression
+    from lakehouse.skipping import FileStats
+
+    snapshot = scan.snapshot
+    files = scan.selected_files
+    stats = FileStats(files, snapshot.schema, snapshot.partition_columns)
+    counts = stats.num_records.to_pylist()
+    if any(count is None for count in counts):  # a file without numRecords: its footer tells
+        rows_by_file: dict[int, int] = {}
+        for unit in scan.unit_plan.units:
+            rows_by_file[unit.file] = rows_by_file.get(unit.file, 0) + unit.num_rows
+        counts = [rows_by_file.get(i, 0) for i in range(files.num_rows)]
+    names = {name.split(".")[0] for name in columns_of(scan.predicate)} if scan.predicate is not None else set()
+    if not names or not names <= set(snapshot.partition_columns) or not files.num_rows:
+        return int(sum(counts)), not names or not files.num_rows
+    values = pa.table({**{name: stats.partition(name) for name in sorted(names)},
+                       "__file": pa.array(range(files.num_rows), pa.int64())})
+    schema = pa.schema([snapshot.schema.field(name) for name in sorted(names)])
+    kept = values.filter(to_arrow_expression(scan.predicate, schema)).column("__file").to_pylist()
+    return int(sum(counts[i] for i in kept)), True
 
 
 def _mlflow_type(dtype: pa.DataType, types: Any) -> Any:

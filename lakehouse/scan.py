@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lakehouse.errors import ColumnNotFoundError, CorruptLogError, DataFileError
+from lakehouse.errors import ColumnNotFoundError, CorruptLogError, DataFileError, ReadOptionError
 from lakehouse.expressions import And, Like, Not, Or, Predicate, bind, columns_of, to_arrow_expression, to_predicate
 from lakehouse.optional import require
 from lakehouse.partitions import partition_scalar
@@ -76,6 +77,49 @@ def _leaf_type(schema: pa.Schema, name: str) -> pa.DataType:
     for part in rest:
         dtype = dtype.field(part).type
     return dtype
+
+
+# Words of the ArrowInvalid/OSError messages Parquet decoding raises for a damaged file (zero
+# bytes, truncated, overwritten); filters and casts raise ArrowInvalid without them.
+_DAMAGED_WORDS = ("parquet", "thrift", "magic bytes", "corrupt", "end of stream", "decompress", "page header")
+_MISSING_WORDS = ("no such file", "not found", "does not exist", "nosuchkey")
+
+
+def is_data_file_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from opening or decoding a data file (not from a filter or cast)."""
+    if isinstance(exc, OSError):  # pyarrow's ArrowIOError is an OSError
+        return True
+    return isinstance(exc, pa.ArrowInvalid) and any(word in str(exc).lower() for word in _DAMAGED_WORDS)
+
+
+def data_file_error(table: str, version: int, exc: BaseException, *, path: str | None = None,
+                    root: str | None = None) -> DataFileError:
+    """One :class:`DataFileError` for ``exc``, naming the file (relative to the table) and the fix.
+
+    ``path`` is the file as the log names it when the caller knows it; otherwise the first
+    quoted path in the message is taken, shortened to be relative to ``root``.
+    """
+    text = str(exc).strip()
+    quoted = re.findall(r"'([^']+)'", text)
+    full = next((q for q in quoted if (root and q.startswith(root.rstrip("/") + "/")) or q.endswith(".parquet")), None)
+    if full is not None:
+        text = text.split(f"'{full}'", 1)[1].lstrip(" .:") or text
+        if path is None:
+            path = full[len(root.rstrip("/")) + 1:] if root and full.startswith(root.rstrip("/") + "/") else full
+    text = (text.splitlines()[0] if text else "") or type(exc).__name__
+    lower = f"{type(exc).__name__} {text}".lower()
+    if isinstance(exc, FileNotFoundError) or (not isinstance(exc, pa.ArrowInvalid)
+                                              and any(word in lower for word in _MISSING_WORDS)):
+        advice = "it may have been deleted or vacuumed; read another version or restore the file"
+    elif isinstance(exc, pa.ArrowInvalid) or any(word in lower for word in _DAMAGED_WORDS):
+        advice = ("it is damaged or not a parquet file (empty, truncated or overwritten); restore it from a backup "
+                  "or read a version that does not use it")
+    else:
+        advice = ("it may have been deleted or vacuumed, or the storage failed; check the storage, read another "
+                  "version or restore the file")
+    where = f"'{path}'" if path is not None else "a data file"
+    return DataFileError(f"table '{table}' version {version}: a data file could not be read: {where} ({text}); "
+                         f"{advice}")
 
 
 @dataclass(frozen=True)
@@ -232,15 +276,20 @@ class Scan:
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
-        """Turn a data file that vanished or cannot be read into one clear error."""
+        """Turn a data file that vanished or cannot be decoded into one clear error.
+
+        Catches IO errors and the ``ArrowInvalid`` Parquet raises for a damaged file
+        (:func:`is_data_file_error`), not other ``ArrowInvalid`` (a filter or a cast).
+        """
         try:
             yield
-        except (FileNotFoundError, pa.ArrowIOError, OSError) as exc:
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataFileError(
-                f"table '{self.snapshot.location.name}' version {self.snapshot.version}: a data file could not be "
-                f"read ({text}); it may have been deleted or vacuumed; read another version or restore the file"
-            ) from None
+        except DataFileError:
+            raise
+        except Exception as exc:
+            if not is_data_file_error(exc):
+                raise
+            snapshot = self.snapshot
+            raise data_file_error(snapshot.location.name, snapshot.version, exc, root=snapshot.location.root) from None
 
     def to_arrow(self) -> pa.Table:
         """All matching rows as one Arrow table, files in log order."""
@@ -252,7 +301,7 @@ class Scan:
 
     def to_batches(self, batch_size: int | None = None, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
                    rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
-                   prefetch: int = 2) -> Iterator[pa.RecordBatch]:
+                   prefetch: int = 2, shuffle_buffer: int = 1) -> Iterator[pa.RecordBatch]:
         """Matching rows as a stream of record batches (memory bounded by batches).
 
         Plain ``to_batches(batch_size)`` streams the files in log order, batches of at most
@@ -261,18 +310,37 @@ class Scan:
         orders units and the rows inside them by ``(seed, epoch, version)``, shard ``rank``
         of ``world_size`` owns every ``world_size``-th unit, batches hold exactly
         ``batch_size`` rows (the last may be short unless ``drop_last``, which also makes
-        every shard yield the same number of rows), ``prefetch`` units are read ahead.
+        every shard yield the same number of rows), ``prefetch`` units are read ahead, and
+        ``shuffle_buffer`` (with ``shuffle``) mixes the rows of that many consecutive units
+        of the shard at a time (memory grows with it).
+
+        Options are checked here, before anything is read: ``ReadOptionError`` for a bad value,
+        or for more shards (``world_size``) than read units (some shard would get no rows).
         """
-        if not (shuffle or rank is not None or world_size is not None or drop_last):
-            return self._stream(batch_size)
-        from lakehouse.read.batches import BatchOptions, iter_shard
-        from lakehouse.read.plan import check_batch_size, shard_of, shard_spec
+        from lakehouse.read.plan import check_batch_size, check_flag, check_int, shard_of, shard_spec
 
         name = self.snapshot.location.name
+        shuffle = check_flag("shuffle", shuffle, table=name)
+        drop_last = check_flag("drop_last", drop_last, table=name)
+        prefetch = check_int("prefetch", prefetch, table=name, minimum=0)
+        shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, table=name, minimum=1)
+        if not (shuffle or rank is not None or world_size is not None or drop_last):
+            if shuffle_buffer != 1:
+                raise ReadOptionError(f"table '{name}': shuffle_buffer mixes rows only when shuffle=True; "
+                                      "pass shuffle=True or leave shuffle_buffer at 1")
+            size = check_batch_size(batch_size, table=name) if batch_size is not None else None
+            shard_spec(name, 0, 1, False, seed, epoch)  # unused here, but a bad value is still a mistake
+            return self._stream(size)
+        from lakehouse.read.batches import BatchOptions, check_shards, iter_shard
+
         size = check_batch_size(batch_size, table=name)
         shard, shards = shard_of(rank, world_size, table=name)
-        spec = shard_spec(name, shard, shards, bool(shuffle), seed, epoch)
-        return self._guarded(iter_shard(self.unit_plan, spec, BatchOptions(size, drop_last, prefetch)))
+        spec = shard_spec(name, shard, shards, shuffle, seed, epoch)
+        options = BatchOptions(size, drop_last, prefetch, shuffle_buffer=shuffle_buffer)
+        options.check(name, spec)
+        plan = self.unit_plan
+        check_shards(plan, spec.num_shards, made_of=f"world size {spec.num_shards}")
+        return self._guarded(iter_shard(plan, spec, options))
 
     def _stream(self, batch_size: int | None) -> Iterator[pa.RecordBatch]:
         with self._reading():
@@ -291,23 +359,36 @@ class Scan:
         return build_plan(self)
 
     def to_torch(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
-                 rank: int | None = None, world_size: int | None = None, prefetch: int = 2) -> Any:
+                 rank: int | None = None, world_size: int | None = None, prefetch: int = 2,
+                 fill_nulls: Mapping[str, Any] | None = None, shuffle_buffer: int = 1) -> Any:
         """A ``torch.utils.data.IterableDataset`` of batches (dicts of tensors) of this scan.
 
         It shards itself across ``torch.distributed`` ranks and DataLoader workers, has
         ``set_epoch()`` and ``state_dict()``/``load_state_dict()``; see
-        :class:`lakehouse.read.torch.TorchDataset`. Needs the ``torch`` extra.
+        :class:`lakehouse.read.torch.TorchDataset`. A column's tensor type follows from the
+        schema alone (see ``docs/ml.md``); ``fill_nulls`` maps a column to the value its nulls
+        become (integer, boolean, temporal and decimal tensors cannot hold nulls). Iterate it
+        through ``dataset.loader(...)``. Needs the ``torch`` extra.
         """
         require("torch", "torch")
         from lakehouse.read.torch import TorchDataset
 
         return TorchDataset(self, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank,
-                            world_size=world_size, prefetch=prefetch)
+                            world_size=world_size, prefetch=prefetch, fill_nulls=fill_nulls,
+                            shuffle_buffer=shuffle_buffer)
 
     def to_ray(self, *, parallelism: int = -1, **read_args: Any) -> Any:
         """A ``ray.data.Dataset`` of this scan's rows at its pinned version, read by Ray tasks
-        through lakehouse's reader (:class:`lakehouse.read.ray.LakehouseDatasource`). Extra
-        keyword arguments go to ``ray.data.read_datasource``. Needs the ``ray`` extra."""
+        through lakehouse's reader (:class:`lakehouse.read.ray.LakehouseDatasource`).
+        ``parallelism`` is the most read tasks (-1: one per file). Extra keyword arguments go
+        to ``ray.data.read_datasource``. Needs the ``ray`` extra."""
+        from lakehouse.read.plan import check_int
+
+        name = self.snapshot.location.name
+        parallelism = check_int("parallelism", parallelism, table=name)
+        if parallelism == 0 or parallelism < -1:
+            raise ReadOptionError(f"table '{name}': parallelism must be a positive integer or -1 (automatic), "
+                                  f"got {parallelism}")
         require("ray.data", "ray")
         from lakehouse.read.ray import read_scan
 

@@ -167,12 +167,10 @@ def test_all_null_column_gets_a_clear_error(table_path, three_versions):
     with pytest.raises(SchemaError) as info:
         lakehouse.create_table(table_path + "_nulls", pa.schema([("id", pa.int64()), ("empty", pa.null())]))
     assert "column 'empty'" in str(info.value) and "only nulls" in str(info.value)
-    # On append the message names the table, the column and the type it should be cast to.
-    with pytest.raises(SchemaError) as info:
-        three_versions.append(pa.table({"id": pa.array([1], pa.int64()), "name": pa.nulls(1)}))
-    message = str(info.value)
-    assert message.startswith("table 'table': column 'name' expects string")
-    assert "only nulls" in message
+    # On append the table knows the type: untyped nulls fit a nullable column.
+    before = three_versions.snapshot().to_arrow().num_rows
+    three_versions.append(pa.table({"id": pa.array([1], pa.int64()), "name": pa.nulls(1)}))
+    assert three_versions.snapshot().to_arrow().num_rows == before + 1
 
 
 def test_uint64_is_refused_with_a_cast_hint(table_path, three_versions):

@@ -10,10 +10,16 @@ Order and shards are pure functions of plain numbers, so every process and machi
 the same answer without talking to each other:
 
 - ``shuffle``: units are permuted by ``numpy.random.default_rng([seed, epoch, version])``;
-  rows inside a unit by ``default_rng([seed, epoch, version, unit.index])``;
+  rows inside a unit by ``default_rng([seed, epoch, version, unit.index])``; with a shuffle
+  buffer of ``k > 1`` units, the rows of each run of ``k`` consecutive units of a shard
+  together by ``default_rng([seed, epoch, version, first_unit.index, len(run)])``;
 - shard ``s`` of ``n`` takes every ``n``-th unit of that order starting at ``s``. Under
   ``torch`` the shard index is ``rank * num_workers + worker_id`` over
   ``world_size * num_workers``, so ranks and DataLoader workers split the units together.
+  Distributed reads need at least as many units as shards (:func:`check_shards`).
+
+Shuffling is therefore at row-group granularity plus within row groups (or within windows
+of ``k`` row groups): a batch holds rows of one or two units (windows). See ``docs/ml.md``.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from lakehouse.errors import ReadOptionError
+from lakehouse.errors import DataFileError, ReadOptionError
 from lakehouse.expressions import Predicate, columns_of, to_arrow_expression
 from lakehouse.partitions import partition_scalar
+from lakehouse.scan import data_file_error, is_data_file_error
 
 if TYPE_CHECKING:
     from lakehouse.scan import Scan
@@ -65,8 +72,10 @@ class ShardSpec:
     def __post_init__(self) -> None:
         for name in ("shard", "num_shards", "seed", "epoch"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 raise ReadOptionError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # NumPy integers become plain ints (JSON, hashing)
+        object.__setattr__(self, "shuffle", bool(self.shuffle))
         if self.num_shards < 1:
             raise ReadOptionError(f"world size must be at least 1, got {self.num_shards}")
         if not 0 <= self.shard < self.num_shards:
@@ -78,9 +87,39 @@ class ShardSpec:
 
 
 def check_batch_size(batch_size: Any, *, table: str) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ReadOptionError(f"table '{table}': batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
+
+
+def check_int(name: str, value: Any, *, table: str, minimum: int | None = None) -> int:
+    """``value`` as a plain int (Python or NumPy integers, not bools), at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ReadOptionError(f"table '{table}': {name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ReadOptionError(f"table '{table}': {name} must be at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_flag(name: str, value: Any, *, table: str) -> bool:
+    """``value`` as a bool; only real booleans (Python or NumPy) are accepted, not 'no' or 0."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ReadOptionError(f"table '{table}': {name} must be a bool (true or false), got {value!r}")
+    return bool(value)
+
+
+def check_shards(plan: UnitPlan, num_shards: int, *, made_of: str) -> None:
+    """Refuse more shards than read units: a shard without units yields no rows, so its rank
+    runs no step and a distributed job waits on it forever (an empty table is fine)."""
+    units = len(plan.units)
+    if 0 < units < num_shards:
+        raise ReadOptionError(
+            f"table '{plan.table}': the scan has {units} read unit{'s' if units != 1 else ''} (row groups of its "
+            f"{len(plan.fragments)} selected file{'s' if len(plan.fragments) != 1 else ''}) but {num_shards} shards "
+            f"({made_of}), so {num_shards - units} shard{'s' if num_shards - units != 1 else ''} would get no rows; "
+            f"use at most {units} shard{'s' if units != 1 else ''} (fewer ranks or dataloader workers), or write "
+            "the table in more files or smaller row groups (e.g. overwrite or append with a smaller "
+            "target_file_size)")
 
 
 def shard_spec(table: str, shard: int = 0, num_shards: int = 1, shuffle: bool = False, seed: int = 0,
@@ -98,7 +137,10 @@ def shard_of(rank: int | None, world_size: int | None, *, table: str) -> tuple[i
         given, missing = ("rank", "world_size") if world_size is None else ("world_size", "rank")
         raise ReadOptionError(f"table '{table}': pass rank= and world_size= together ({given} was given "
                               f"without {missing})")
-    return (0, 1) if rank is None else (rank, world_size)  # type: ignore[return-value]
+    if rank is None:
+        return 0, 1
+    spec = shard_spec(table, rank, world_size)  # type: ignore[arg-type]
+    return spec.shard, spec.num_shards
 
 
 @dataclass
@@ -137,10 +179,25 @@ class UnitPlan:
         """The units of shard ``spec.shard``: every ``num_shards``-th unit of the epoch's order."""
         return self.order(spec)[spec.shard::spec.num_shards]
 
-    def row_permutation(self, unit: ReadUnit, spec: ShardSpec, num_rows: int) -> np.ndarray | None:
+    def windows(self, spec: ShardSpec, size: int = 1) -> list[list[ReadUnit]]:
+        """The shard's units cut into runs of ``size`` (in shard order) whose rows are mixed
+        together when shuffling: the shuffle buffer. Without shuffle, one unit each."""
+        units = self.shard(spec)
+        size = size if spec.shuffle else 1
+        return [units[i:i + size] for i in range(0, len(units), size)]
+
+    def row_permutation(self, window: Sequence[ReadUnit], spec: ShardSpec, num_rows: int) -> np.ndarray | None:
+        """The order of the rows of ``window`` (its units' rows, concatenated) in ``spec``'s epoch.
+
+        Seeded by the window's first unit (and its length when it holds several), so a
+        window's order never depends on which process reads it or where a resume starts.
+        """
         if not spec.shuffle or num_rows < 2:
             return None
-        return np.random.default_rng([spec.seed, spec.epoch, self.version, unit.index]).permutation(num_rows)
+        key = [spec.seed, spec.epoch, self.version, window[0].index]
+        if len(window) > 1:
+            key.append(len(window))
+        return np.random.default_rng(key).permutation(num_rows)
 
     # --- counts -------------------------------------------------------------------------
 
@@ -186,13 +243,18 @@ class UnitPlan:
         needed = wanted if self.predicate is None else list(dict.fromkeys([*wanted, *self._filter_columns]))
         fragment = self.fragments[unit.file]
         partitions = self.partition_values[unit.file]
-        with fragment.filesystem.open_input_file(fragment.path) as source:
-            chosen = self._dictionary_columns(unit.file) if dictionaries and self.predicate is None else []
-            parquet = pq.ParquetFile(source, metadata=fragment.metadata, coerce_int96_timestamp_unit="us",
-                                     read_dictionary=chosen or None)
-            present = set(parquet.schema_arrow.names)
-            stored = [name for name in needed if name not in partitions and name in present]
-            raw = parquet.read_row_group(unit.row_group, columns=stored, use_threads=use_threads)
+        try:
+            with fragment.filesystem.open_input_file(fragment.path) as source:
+                chosen = self._dictionary_columns(unit.file) if dictionaries and self.predicate is None else []
+                parquet = pq.ParquetFile(source, metadata=fragment.metadata, coerce_int96_timestamp_unit="us",
+                                         read_dictionary=chosen or None)
+                present = set(parquet.schema_arrow.names)
+                stored = [name for name in needed if name not in partitions and name in present]
+                raw = parquet.read_row_group(unit.row_group, columns=stored, use_threads=use_threads)
+        except Exception as exc:
+            if not is_data_file_error(exc):
+                raise
+            raise data_file_error(self.table, self.version, exc, path=unit.path) from None
         rows = raw.num_rows
         arrays = []
         fields = []
@@ -214,7 +276,8 @@ class UnitPlan:
                 arrays.append(column if column.type == dtype else column.cast(dtype))
             else:
                 arrays.append(pa.nulls(rows, dtype))
-        table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        # No columns (``columns=[]``): keep the row count, as ``Scan.to_arrow`` does.
+        table = pa.Table.from_arrays(arrays, schema=pa.schema(fields)) if arrays else raw.select([])
         if self.predicate is not None:
             table = table.filter(self._expression)
             if needed != wanted:
@@ -247,11 +310,18 @@ def decode_dictionaries(table: pa.Table) -> pa.Table:
     return table
 
 
-def _footers(fragments: list[ds.ParquetFileFragment]) -> list[list[tuple[int, int, int]]]:
-    """(rows, compressed bytes) of every row group of every fragment, read in parallel."""
-    def one(fragment: ds.ParquetFileFragment) -> list[tuple[int, int, int]]:
-        fragment.ensure_complete_metadata()
-        metadata = fragment.metadata
+def _footers(table: str, version: int, paths: list[str],
+             fragments: list[ds.ParquetFileFragment]) -> list[list[tuple[int, int, int]]]:
+    """(rows, compressed bytes, memory bytes) of every row group of every fragment, read in
+    parallel; a file that cannot be opened or decoded is a ``DataFileError`` naming it."""
+    def one(path: str, fragment: ds.ParquetFileFragment) -> list[tuple[int, int, int]]:
+        try:
+            fragment.ensure_complete_metadata()
+            metadata = fragment.metadata
+        except Exception as exc:
+            if not is_data_file_error(exc):
+                raise
+            raise data_file_error(table, version, exc, path=path) from None
         groups = []
         for i in range(metadata.num_row_groups):
             group = metadata.row_group(i)
@@ -260,9 +330,25 @@ def _footers(fragments: list[ds.ParquetFileFragment]) -> list[list[tuple[int, in
         return groups
 
     if len(fragments) <= 1:
-        return [one(f) for f in fragments]
+        return [one(p, f) for p, f in zip(paths, fragments)]
     with ThreadPoolExecutor(max_workers=min(_FOOTER_THREADS, len(fragments))) as pool:
-        return list(pool.map(one, fragments))
+        return list(pool.map(one, paths, fragments))
+
+
+def _check_row_counts(scan: Scan, files: pa.Table, paths: list[str], footers: list[list[tuple[int, int, int]]]) -> None:
+    """A file whose footer disagrees with the log's ``numRecords`` is not the file the log
+    added (replaced or rewritten behind the log's back): refuse it rather than read it."""
+    from lakehouse.skipping import FileStats
+
+    snapshot = scan.snapshot
+    recorded = FileStats(files, snapshot.schema, snapshot.partition_columns).num_records.to_pylist()
+    for path, expected, groups in zip(paths, recorded, footers):
+        found = sum(rows for rows, _, _ in groups)
+        if expected is not None and found != expected:
+            raise DataFileError(
+                f"table '{snapshot.location.name}' version {snapshot.version}: data file '{path}' holds {found} "
+                f"rows but the log recorded {expected} (numRecords) when it was added; the file was replaced or "
+                "rewritten outside the table; restore the original file or read a version that does not use it")
 
 
 def build_plan(scan: Scan, files: pa.Table | None = None) -> UnitPlan:
@@ -277,7 +363,8 @@ def build_plan(scan: Scan, files: pa.Table | None = None) -> UnitPlan:
     units: list[ReadUnit] = []
     paths = files.column("path").to_pylist()
     with scan._reading():
-        footers = _footers(fragments)
+        footers = _footers(snapshot.location.name, snapshot.version, paths, fragments)
+    _check_row_counts(scan, files, paths, footers)
     for file_index, (path, groups) in enumerate(zip(paths, footers)):
         for group, (rows, size, memory) in enumerate(groups):
             if rows:
