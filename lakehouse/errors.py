@@ -178,3 +178,17 @@ class NullValueError(SchemaError, ValueError):
     """A column read into tensors holds nulls its tensor type cannot represent (integers,
     booleans, temporal values, decimals); the message names the column and the fixes:
     ``to_torch(fill_nulls={column: value})`` or a ``column IS NOT NULL`` filter."""
+
+
+class StreamBehindCleanupError(StreamCheckpointError):
+    """A stream's next versions were removed by log cleanup, so it cannot continue without
+    losing changes. ``checkpoint`` is the checkpoint location, ``missing`` the ``(first, last)``
+    versions it needs that are gone, ``earliest_available`` the oldest commit still in the log
+    (``None`` if none is newer)."""
+
+    def __init__(self, message: str, *, checkpoint: str, missing: tuple[int, int],
+                 earliest_available: int | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.missing = missing
+        self.earliest_available = earliest_available

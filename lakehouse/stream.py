@@ -28,6 +28,14 @@ both resume the same planned-but-uncommitted batch both see it; only one can com
   add/remove actions into insert/delete rows even without the change data feed), else an
   initial *snapshot batch*: every row of the latest version as an ``insert``, then the
   changes after it.
+
+A stream needs the commits of the versions it has not processed yet. Log cleanup
+(``delta.logRetentionDuration``, 30 days by default) does not know about streams and does
+not protect them: a stream stopped for longer than that finds its next versions gone and
+raises :class:`~lakehouse.errors.StreamBehindCleanupError` (a ``StreamCheckpointError``)
+naming the checkpoint and the missing versions. It cannot continue without losing those
+changes: start a new checkpoint (``start="latest"`` or a version), or raise the retention
+beforehand.
 """
 
 from __future__ import annotations
@@ -41,11 +49,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import pyarrow as pa
 
 from lakehouse.changes import CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION
-from lakehouse.errors import CheckpointOwnedError, LakehouseError, StreamCheckpointError
+from lakehouse.errors import (CheckpointOwnedError, LakehouseError, StreamBehindCleanupError, StreamCheckpointError,
+                              VersionNotFoundError)
 from lakehouse.log.paths import LOG_DIR, commit_name
 from lakehouse.storage import Storage, resolve
 
 if TYPE_CHECKING:
+    from lakehouse.snapshot import Snapshot
     from lakehouse.table import Table
 
 FORMAT_VERSION = 1
@@ -98,10 +108,15 @@ class MicroBatch:
 
     def reader(self, columns: list[str] | None = None) -> pa.RecordBatchReader:
         """The batch's change rows as a stream (``columns``: data columns to keep)."""
-        table = self._stream.table
         if not self.is_snapshot:
-            return table.changes(self.start_version, self.end_version, columns=columns)
-        snapshot = table.snapshot(self.end_version)
+            try:
+                return self._stream.table.changes(self.start_version, self.end_version, columns=columns)
+            except VersionNotFoundError:
+                gone = self._stream._behind_cleanup(self.start_version)
+                if gone is None:
+                    raise
+                raise gone from None
+        snapshot = self.snapshot()
         scan = snapshot.scan(columns=columns)
         data_schema = pa.schema([snapshot.schema.field(n) for n in (columns or snapshot.schema.names)])
         stamp = pa.scalar(snapshot.timestamp_ms * 1000, pa.timestamp("us", tz="UTC"))
@@ -122,6 +137,16 @@ class MicroBatch:
     def to_arrow(self, columns: list[str] | None = None) -> pa.Table:
         """All change rows of the batch as one table."""
         return self.reader(columns).read_all()
+
+    def snapshot(self) -> Snapshot:
+        """The table as of the batch's ``end_version`` (what the batch brings the consumer to)."""
+        try:
+            return self._stream.table.snapshot(self.end_version)
+        except VersionNotFoundError:
+            gone = self._stream._behind_cleanup(self.end_version, snapshot=self.is_snapshot)
+            if gone is None:
+                raise
+            raise gone from None
 
     def commit(self) -> None:
         """Record the batch as done (put-if-absent); a second call is a no-op."""
@@ -265,9 +290,14 @@ class ChangeStream:
         if self._next_id == 0 and snapshot_version is not None:
             offset = _Offset(0, int(snapshot_version), int(snapshot_version), True)
         else:
-            latest = self.table.version()
+            listing = self.table._listing()
+            latest = listing.latest_version
             if self._next_start > latest:
                 return None
+            if self._next_start not in listing.commits:
+                gone = self._behind_cleanup(self._next_start, commits=listing.commits)
+                assert gone is not None
+                raise gone
             end = latest if self.max_versions_per_batch is None else \
                 min(latest, self._next_start + self.max_versions_per_batch - 1)
             offset = _Offset(self._next_id, self._next_start, end, False)
@@ -289,6 +319,28 @@ class ChangeStream:
             raise self._owned("commit", batch.batch_id) from None
         self._next_id = batch.batch_id + 1
         self._next_start = batch.end_version + 1
+
+    def _behind_cleanup(self, version: int, *, commits: Mapping[int, Any] | None = None,
+                        snapshot: bool = False) -> StreamBehindCleanupError | None:
+        """The error for a batch that needs ``version`` after log cleanup removed it, or
+        ``None`` when that version's commit is still there (the failure is something else)."""
+        if commits is None:
+            commits = self.table._listing().commits
+        if version in commits:
+            return None
+        oldest = min((v for v in commits if v > version), default=None)
+        last_gone = oldest - 1 if oldest is not None else version
+        gone = f"versions {version}..{last_gone}" if last_gone > version else f"version {version}"
+        needs = f"version {version} for its snapshot batch" if snapshot else f"the changes from version {version} on"
+        restart = f"start={oldest} or " if oldest is not None else ""
+        return StreamBehindCleanupError(
+            f"stream checkpoint '{self.checkpoint}' fell behind log cleanup of table '{self.table.name}': it needs "
+            f"{needs}, but the log no longer holds {gone} (removed after delta.logRetentionDuration), so this "
+            f"checkpoint cannot continue without losing changes. Start a new checkpoint location with "
+            f"{restart}start=\"latest\" to continue from there, skipping the lost changes (a feature job started "
+            f"with start=\"earliest\" rebuilds its sink from a snapshot instead), and raise "
+            f"delta.logRetentionDuration on the table above the longest time a stream may stay stopped",
+            checkpoint=self.checkpoint, missing=(version, last_gone), earliest_available=oldest)
 
     def _owned(self, what: str, batch_id: int) -> CheckpointOwnedError:
         return CheckpointOwnedError(

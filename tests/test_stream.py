@@ -188,3 +188,33 @@ def test_table_stream_is_the_public_entry_point(table):
     assert _summary(resumed) == [(1, "insert", 1), (2, "insert", 1)]
     with pytest.raises(LakehouseError, match="max_versions_per_batch"):
         table.stream(ck, max_versions_per_batch=0)
+
+
+def test_a_stream_behind_log_cleanup_names_the_checkpoint_the_gap_and_the_ways_out(table, tmp_path):
+    import time
+
+    from lakehouse.errors import StreamBehindCleanupError
+
+    ck, pending_ck = str(tmp_path / "ck"), str(tmp_path / "pending")
+    stream = ChangeStream(table, ck)
+    stream.poll().commit()  # versions 0..2
+    table.append(_rows(10))  # v3
+    pending = ChangeStream(table, pending_ck, start=3).poll()  # planned, never committed: 3..3
+    for i in range(11, 33):
+        table.append(_rows(i))  # v4..v25, with checkpoints at 10 and 20
+    table.cleanup_log(now_ms=int(time.time() * 1000) + 40 * 86400 * 1000)  # as if 40 days passed
+    oldest = min(int(p.name[:20]) for p in (tmp_path / "t" / "_delta_log").glob("*.json"))
+    assert oldest > 3
+    for attempt in (lambda: ChangeStream(table, ck).poll(), lambda: pending.to_arrow(),
+                    lambda: ChangeStream(table, pending_ck).poll().to_arrow()):
+        with pytest.raises(StreamBehindCleanupError) as caught:
+            attempt()
+        error = caught.value
+        assert isinstance(error, StreamCheckpointError) and error.earliest_available == oldest
+        assert error.missing == (3, oldest - 1) and error.checkpoint.endswith(("/ck", "/pending"))
+        message = str(error)
+        assert f"versions 3..{oldest - 1}" in message and error.checkpoint in message
+        assert 'start="latest"' in message and f"start={oldest}" in message
+        assert "delta.logRetentionDuration" in message and "read changes from" not in message
+    fresh = ChangeStream(table, str(tmp_path / "fresh"), start=oldest).poll()
+    assert fresh.start_version == oldest and fresh.to_arrow().num_rows

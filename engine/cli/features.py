@@ -3,7 +3,8 @@
 ``JOB`` is a Python file that defines ``job = FeatureJob(...)`` (``path/to/job.py``, or
 ``path/to/file.py:name`` for another variable) or an importable ``module:attribute``.
 Without ``--once`` the job follows the source until interrupted (Ctrl+C or SIGTERM);
-killing it at any moment is safe, the next run resumes exactly once.
+killing it at any moment is safe, the next run resumes exactly once. Errors print one line
+(``--debug`` adds the traceback, e.g. of an exception raised in the job's ``transform``).
 """
 
 from __future__ import annotations
@@ -71,8 +72,23 @@ def load_job(spec: str) -> Any:
     return job
 
 
+def batch_line(stats: dict[str, Any]) -> str:
+    """The progress line of one batch (or input refresh) of a feature job."""
+    sink = f", sink version {stats['sink_version']}" if stats.get("sink_version") is not None else ""
+    if stats.get("refresh"):
+        return (f"inputs changed: {stats['inputs_changed']}: recomputed every key at source version "
+                f"{stats['end_version']}: {stats['keys']} keys -> {stats['feature_rows']} feature rows{sink}")
+    what = "skipped (already in the sink)" if stats["skipped"] else \
+        f"{stats['change_rows']} change rows, {stats['keys']} keys -> {stats['feature_rows']} feature rows"
+    changed = stats.get("inputs_changed")
+    inputs = f" (inputs changed: {changed}: recomputed every key)" if changed else ""
+    return f"batch {stats['batch_id']}: versions {stats['start_version']}..{stats['end_version']}: {what}{inputs}{sink}"
+
+
 def run_features_command(args: argparse.Namespace) -> int:
     """Run ``features run``; errors propagate to the CLI's one-line reporter."""
+    from engine.features import FeatureJobError
+
     if args.poll <= 0:
         raise LakehouseError(f"--poll must be a positive number of seconds, got {args.poll}")
     job = load_job(args.job)
@@ -80,19 +96,23 @@ def run_features_command(args: argparse.Namespace) -> int:
     def line(stats: dict[str, Any]) -> None:
         if args.quiet:
             return
-        what = "skipped (already in the sink)" if stats["skipped"] else \
-            f"{stats['change_rows']} change rows, {stats['keys']} keys -> {stats['feature_rows']} feature rows"
-        sink = f", sink version {stats['sink_version']}" if stats["sink_version"] is not None else ""
-        print(f"batch {stats['batch_id']}: versions {stats['start_version']}..{stats['end_version']}: {what}{sink}",
-              file=sys.stderr, flush=True)
+        print(batch_line(stats), file=sys.stderr, flush=True)
 
     stopping = {"now": False}
     if not args.once:
         def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
             stopping["now"] = True
         signal.signal(signal.SIGTERM, on_term)
-    totals = job.run(follow=not args.once, poll_interval=args.poll, stop=lambda: stopping["now"], on_batch=line)
-    print(f"{totals['batches']} batch(es), {totals['change_rows']} change rows, "
+    try:
+        totals = job.run(follow=not args.once, poll_interval=args.poll, stop=lambda: stopping["now"], on_batch=line)
+    except FeatureJobError as exc:
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, LakehouseError) and not getattr(args, "debug", False):
+            # the user's transform raised: the one line says where, --debug shows their traceback
+            raise FeatureJobError(f"{exc} (run with --debug for the traceback)") from cause
+        raise
+    refreshes = f", {totals['refreshes']} input refresh(es)" if totals.get("refreshes") else ""
+    print(f"{totals['batches']} batch(es){refreshes}, {totals['change_rows']} change rows, "
           f"{totals['feature_rows']} feature rows written; source processed through version "
           f"{job.stream.committed_version}")
     return 0
