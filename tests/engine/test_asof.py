@@ -428,3 +428,19 @@ def test_unsupported_asof_conditions_are_refused(sql, error, message):
     tables = {"l": pa.table({"id": [1], "k": ["a"], "v": [1]}), "r": pa.table({"rid": [1], "k": ["a"], "v": [1]})}
     with pytest.raises(error, match=message):
         _session(tables).sql(sql).to_arrow()
+
+
+@settings(max_examples=60, deadline=None)
+@given(distinct=st.sets(st.text(alphabet="ab\u00e9\u4e2d\x00", max_size=4), max_size=12),
+       values=st.lists(st.one_of(st.none(), st.text(alphabet="ab\u00e9\u4e2d\x00", max_size=5)), max_size=30))
+def test_string_ranks_on_buffers_match_python_order(distinct, values):
+    # UTF-8 byte order is code point order: the same order as Python's str comparison.
+    from engine.kernels.string_rank import string_ranks
+
+    ordered = sorted(distinct)
+    got = string_ranks(pa.array(ordered, pa.string()), pa.array(values, pa.string()).slice(0))
+    expected = [0 if v is None else 2 * sum(d < v for d in ordered) + (v in distinct) for v in values]
+    assert got.tolist() == expected
+    # large_string and sliced inputs read the right bytes
+    sliced = pa.array(["zz", *values], pa.large_string()).slice(1)
+    assert string_ranks(pa.array(ordered, pa.string()), sliced).tolist() == expected

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from engine.errors import ExecutionError
 from engine.kernels.asof import asof_match, group_sort, probe_order
+from engine.kernels.string_rank import string_ranks
 from engine.logical.expr import Expr, Field, Literal
 from engine.logical.plan import asof_parts
 from engine.physical.exprs import evaluate_array
@@ -35,6 +36,11 @@ from engine.physical.operators.base import ExecutionContext, Operator
 from engine.physical.parallel import ordered_map
 
 _SIGN = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+def _is_bytes_like(dtype: pa.DataType) -> bool:
+    return (pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_binary(dtype)
+            or pa.types.is_large_binary(dtype))
 
 
 def _single(array: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -184,7 +190,9 @@ class _RightIndex:
         if codes is None:
             unique = pc.unique(value)
             self.distinct_arrow = unique.take(pc.array_sort_indices(unique))
-            self.distinct = np.asarray(self.distinct_arrow.to_numpy(zero_copy_only=False), dtype=object)
+            # Strings are ranked on Arrow's buffers (kernels/string_rank); others via objects.
+            self.distinct = None if _is_bytes_like(self.distinct_arrow.type) else \
+                np.asarray(self.distinct_arrow.to_numpy(zero_copy_only=False), dtype=object)
             codes = 2 * np.asarray(pc.index_in(value, value_set=self.distinct_arrow).to_numpy(
                 zero_copy_only=False), dtype=np.int64) + 1
         self.value_type = value_type
@@ -227,7 +235,11 @@ class _RightIndex:
         codes = ordering_codes(value)
         if codes is not None:
             return codes
-        assert self.distinct is not None
+        assert self.distinct_arrow is not None
+        if _is_bytes_like(value.type) and _is_bytes_like(self.distinct_arrow.type):
+            return string_ranks(self.distinct_arrow, value)  # on Arrow's buffers, without the GIL
+        if self.distinct is None:  # a string right side probed with another type (e.g. string_view)
+            self.distinct = np.asarray(self.distinct_arrow.to_numpy(zero_copy_only=False), dtype=object)
         objects = np.asarray(value.to_numpy(zero_copy_only=False), dtype=object)
         present = np.asarray(value.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         out = np.zeros(len(value), dtype=np.int64)
